@@ -1,0 +1,298 @@
+"""The ``ctn`` command line: scaffold projects, run pipelines, read the archive, steer the registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CTError
+from .models import RunRecord, RunStatus
+
+if TYPE_CHECKING:
+    from .project import Project
+    from .registry import Registry
+    from .runner import RunEvent
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED = 0, 1, 2, 3
+
+
+def _project(args: argparse.Namespace) -> Project:
+    from .project import Project
+
+    return Project.load(args.project)
+
+
+def _registry(project: Project) -> Registry:
+    from .registry import Registry
+
+    return Registry(project.tracking_uri, project.config.model.registered_name,
+                    experiment=project.experiment, audit_log=project.alias_audit_log)
+
+
+def _emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+class Progress:
+    """Prints 'stage k of n' and the current cell to stderr (one updating line on a terminal)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, event: RunEvent) -> None:
+        if event.kind == "run_started":
+            self._line(f"run {event.run_id} ({event.pipeline}) started", final=True)
+        elif event.kind == "stage_started":
+            self._line(f"[{event.index}/{event.total}] {event.stage} ...", final=not self.tty)
+        elif event.kind == "cell" and self.tty:
+            self._line(f"[{event.index}/{event.total}] {event.stage}: cell {event.cell + 1}/{event.cells}")
+        elif event.kind == "stage_finished":
+            self._line(f"[{event.index}/{event.total}] {event.stage}: {event.status}", final=True)
+        elif event.kind == "run_finished":
+            self._line(f"run {event.run_id}: {event.status}", final=True)
+
+    def _line(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _exit_for(record: RunRecord) -> int:
+    if record.status == RunStatus.SUCCEEDED:
+        return EXIT_OK
+    return EXIT_BLOCKED if record.status == RunStatus.BLOCKED else EXIT_FAILED
+
+
+def _summary(record: RunRecord) -> str:
+    lines = [f"run {record.run_id}  pipeline {record.pipeline}  status {record.status}  outcome {record.outcome}"]
+    if record.outcome_detail.get("reason"):
+        lines.append(f"  decision: {record.outcome_detail['reason']}")
+    if record.error:
+        lines.append(f"  error: {record.error}")
+    return "\n".join(lines)
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    from .demo import demo_config, generate_batches
+    from .scaffold import init_project
+
+    folder = Path(args.dir)
+    if args.demo:
+        init_project(folder, config=demo_config(args.name or "credit-default"), force=args.force)
+        generate_batches(folder / "data" / "incoming")
+    else:
+        init_project(folder, name=args.name, target=args.target, time_column=args.time_column, force=args.force)
+    print(f"project ready in {folder.resolve()}: edit ct.yaml, put batches in data/incoming/, then `ctn run train`")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .params import parse_assignment
+    from .runner import Runner
+
+    project = _project(args)
+    overrides = [parse_assignment(text) for text in args.param or []]
+    with Runner(project, on_event=None if args.quiet else Progress()) as runner:
+        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "")
+    print(_summary(record))
+    return _exit_for(record)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .runner import Runner
+
+    with Runner(_project(args), on_event=None if args.quiet else Progress()) as runner:
+        record = runner.resume(args.run_id)
+    print(_summary(record))
+    return _exit_for(record)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .archive import Archive
+
+    project = _project(args)
+    records = Archive(project.runs_dir, project.index_path).list(
+        pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit
+    )
+    if args.json:
+        _emit_json([r.to_dict() for r in records])
+        return EXIT_OK
+    if not records:
+        print("no runs yet")
+        return EXIT_OK
+    print(f"{'run id':24} {'pipeline':9} {'status':11} {'outcome':9} {'trigger':11} {'secs':>7}  reason")
+    for r in records:
+        secs = f"{r.duration_s:.1f}" if r.duration_s is not None else "-"
+        print(f"{r.run_id:24} {r.pipeline:9} {r.status!s:11} {r.outcome!s:9} {r.trigger:11} {secs:>7}  {r.reason}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .archive import Archive
+
+    project = _project(args)
+    archive = Archive(project.runs_dir, project.index_path)
+    record = archive.load(args.run_id)
+    if args.json:
+        _emit_json(record.to_dict())
+        return EXIT_OK
+    folder = archive.find_dir(args.run_id)
+    print(_summary(record))
+    print(f"  trigger: {record.trigger}  {record.reason}")
+    print(f"  folder: {folder}")
+    for i, stage in enumerate(record.stages, 1):
+        secs = f"{stage.duration_s:.2f}s" if stage.duration_s is not None else ""
+        print(f"  {i}. {stage.name:12} {stage.status!s:11} {secs:>8}  {stage.executed_notebook or ''}")
+        if stage.error:
+            print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    project = _project(args)
+    registry = _registry(project)
+    versions = registry.versions()
+    if args.json:
+        _emit_json({"model": project.config.model.registered_name,
+                    "versions": [v.to_dict() for v in versions],
+                    "audit": [m.to_dict() for m in registry.audit_log()]})
+        return EXIT_OK
+    if not versions:
+        print(f"no versions of {project.config.model.registered_name} yet")
+        return EXIT_OK
+    primary = project.config.model.primary_metric
+    print(f"{'version':>7}  {'aliases':18} {primary:>9}  {'gate':9} run")
+    for v in versions:
+        metric = v.tags.get(f"ct.metric.{primary}") or v.metrics.get(primary)
+        shown = f"{float(metric):.4f}" if metric not in (None, "") else "-"
+        print(f"{v.version:>7}  {','.join(v.aliases):18} {shown:>9}  {v.tags.get('ct.gate', '-'):9} "
+              f"{v.tags.get('ct.run_id', '-')}")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    move = _registry(_project(args)).promote(
+        args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
+    )
+    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    return EXIT_OK
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    move = _registry(_project(args)).rollback(
+        actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to
+    )
+    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    return EXIT_OK
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from .archive import Archive
+
+    project = _project(args)
+    count = Archive(project.runs_dir, project.index_path).reindex()
+    print(f"indexed {count} runs from {project.runs_dir}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo_story import run_demo
+
+    run_demo(Path(args.dir), scale=args.scale, on_event=Progress() if args.verbose else None)
+    return EXIT_OK
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ctn`` argument parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--project", default=None, help="project folder (default: nearest folder with ct.yaml)")
+    listing = argparse.ArgumentParser(add_help=False)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--actor", default="cli", help="who moves the alias (recorded in the audit log)")
+    actor.add_argument("--reason", default=None, help="why (recorded in the audit log)")
+
+    parser = argparse.ArgumentParser(prog="ctn", description="Continuous training with notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="scaffold a project")
+    p.add_argument("dir")
+    p.add_argument("--demo", action="store_true", help="use the demo configuration and write demo batches")
+    p.add_argument("--name", default=None)
+    p.add_argument("--target", default="target")
+    p.add_argument("--time-column", default="timestamp")
+    p.add_argument("--force", action="store_true", help="overwrite ct.yaml and the stage notebooks")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", parents=[common], help="run a pipeline now")
+    p.add_argument("pipeline")
+    p.add_argument("-p", "--param", action="append", metavar="[STAGE.]NAME=VALUE",
+                   help="override a stage parameter (value parsed as JSON, else a string)")
+    p.add_argument("--reason", default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", parents=[common], help="re-run a stopped run from its failed stage")
+    p.add_argument("run_id")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("runs", parents=[common, listing], help="list runs, newest first")
+    p.add_argument("--pipeline")
+    p.add_argument("--status")
+    p.add_argument("--trigger")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", parents=[common, listing], help="show one run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("models", parents=[common, listing], help="registered model versions and aliases")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("promote", parents=[common, actor], help="make VERSION the champion")
+    p.add_argument("version", type=int)
+    p.add_argument("--force", action="store_true", help="promote even a version the model gate rejected")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", parents=[common, actor], help="move champion back to the previous one")
+    p.add_argument("--to", type=int, default=None, help="a specific version")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("reindex", parents=[common], help="rebuild the run index from the run folders")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("demo", help="play the CT demo story in a fresh project")
+    p.add_argument("--dir", default="demo-project")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the rows of each batch")
+    p.add_argument("-v", "--verbose", action="store_true", help="show stage progress")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ctn``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CTError as exc:
+        print(f"ctn: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if not isinstance(exc, RuntimeError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("ctn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Load and validate ``ct.yaml``; every error names the key path and what was expected."""
+
+from __future__ import annotations
+
+import keyword
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+CONFIG_FILE = "ct.yaml"
+
+Estimator = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "gradient_boosting", "ridge"]
+Task = Literal["classification", "regression"]
+
+#: metric name -> True when larger is better
+METRIC_DIRECTIONS: dict[str, bool] = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "precision": True,
+    "recall": True,
+    "log_loss": False,
+    "brier": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+CLASSIFICATION_METRICS = {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
+REGRESSION_METRICS = {"rmse", "mae", "r2"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ColumnSchema(_Strict):
+    """Declared expectations for one column."""
+
+    dtype: Literal["int", "float", "bool", "category", "string", "datetime"] | None = None
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    nullable: bool = True
+
+
+class SchemaConfig(_Strict):
+    """How the data gate gets its schema: inferred from the reference snapshot, or declared."""
+
+    mode: Literal["infer", "declared"] = "infer"
+    columns: dict[str, ColumnSchema] = Field(default_factory=dict)
+    range_tolerance: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _declared_needs_columns(self) -> SchemaConfig:
+        if self.mode == "declared" and not self.columns:
+            raise ValueError("mode 'declared' needs at least one entry under 'columns'")
+        return self
+
+
+class DataGateConfig(_Strict):
+    """Limits checked before training."""
+
+    schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
+    max_missing_share: float = Field(0.2, ge=0, le=1)
+    max_duplicate_share: float = Field(0.05, ge=0, le=1)
+    fail_on_constant_columns: bool = True
+    min_rows: int = Field(100, ge=1)
+    max_drift_share: float = Field(0.75, ge=0, le=1)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class BootstrapConfig(_Strict):
+    """Paired bootstrap of the metric difference on the holdout."""
+
+    samples: int = Field(200, ge=0, le=100_000)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    require_significant: bool = False
+    seed: int = 0
+
+
+class ModelGateConfig(_Strict):
+    """Champion-vs-contender rule."""
+
+    min_delta: float = 0.0
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    max_latency_ms_per_1k_rows: float | None = Field(None, gt=0)
+    max_size_mb: float | None = Field(None, gt=0)
+
+
+class GatesConfig(_Strict):
+    data: DataGateConfig = Field(default_factory=DataGateConfig)
+    model: ModelGateConfig = Field(default_factory=ModelGateConfig)
+
+
+class DataConfig(_Strict):
+    """Where batches land and what the columns mean."""
+
+    incoming: str = "data/incoming"
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    target: str
+    time_column: str
+    id_column: str | None = None
+    segment_column: str | None = None
+    categorical: list[str] | None = None
+    drop_columns: list[str] = Field(default_factory=list)
+
+
+class ModelConfig(_Strict):
+    """Estimator, metrics and the registered model name."""
+
+    registered_name: str = Field(min_length=1, max_length=200)
+    task: Task = "classification"
+    estimator: Estimator = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: str = "roc_auc"
+    secondary_metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "log_loss"])
+
+    @model_validator(mode="after")
+    def _metrics_fit_task(self) -> ModelConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        for name in [self.primary_metric, *self.secondary_metrics]:
+            if name not in allowed:
+                raise ValueError(
+                    f"metric {name!r} is not available for task {self.task!r}: use one of {sorted(allowed)}"
+                )
+        return self
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class StageConfig(_Strict):
+    """One stage: a notebook and its configured parameters."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    notebook: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
+
+    @field_validator("parameters")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not name.isidentifier() or keyword.iskeyword(name):
+                raise ValueError(f"parameter name {name!r} is not a Python identifier")
+        return value
+
+
+class PipelineConfig(_Strict):
+    stages: list[StageConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineConfig:
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique, repeated: {dupes}")
+        return self
+
+
+class RunnerConfig(_Strict):
+    stage_timeout_s: float = Field(1800, gt=0)
+    on_busy: Literal["refuse", "wait"] = "refuse"
+    kernel_name: str = "python3"
+    html: bool = True
+
+
+def _default_pipelines() -> dict[str, PipelineConfig]:
+    def stages(names: list[str]) -> list[StageConfig]:
+        return [StageConfig(name=n, notebook=f"notebooks/{n}.ipynb") for n in names]
+
+    return {
+        "train": PipelineConfig(stages=stages(["ingest", "validate", "train", "evaluate", "register"])),
+        "monitor": PipelineConfig(stages=stages(["score", "drift", "performance"])),
+    }
+
+
+class ProjectConfig(_Strict):
+    """The whole ``ct.yaml``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    data: DataConfig
+    model: ModelConfig
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    triggers: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipeline_names(cls, value: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
+        for name in value:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"pipeline name {name!r} may hold only letters, digits, '-' and '_'")
+        return value
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    loc = [str(part) for part in error.get("loc", ())]
+    key = ".".join("schema" if p == "schema_" else p for p in loc) or "<root>"
+    kind = error.get("type", "")
+    if kind == "missing":
+        return key, "is required but missing"
+    if kind == "extra_forbidden":
+        return key, "is not a known key (check the spelling)"
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    got = error.get("input")
+    if (kind not in ("model_type", "dict_type") and isinstance(got, str | int | float | bool)) or got is None:
+        message += f" (got {got!r})"
+    return key, message
+
+
+def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
+    """Validate an already-parsed ``ct.yaml`` mapping."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}", path=source)
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(dict(e)) for e in exc.errors()]
+        first_key = problems[0][0]
+        lines = "\n".join(f"  {key}: {message}" for key, message in problems)
+        raise ConfigError(f"{source}: invalid configuration\n{lines}", path=source, key=first_key) from None
+
+
+def load_config(path: Path) -> ProjectConfig:
+    """Read and validate a ``ct.yaml`` file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=str(path)) from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,239 @@
+"""Batches in the landing zone: list, read, cut off, window, split by time, fingerprint, snapshot."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import DataConfig, ProjectConfig
+from .errors import ConfigError, CTError, ParameterError
+
+#: column added by :func:`read_batches` holding the file name each row came from
+BATCH_COLUMN = "__batch__"
+
+_SUFFIXES = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "auto": (".csv", ".parquet", ".pq")}
+
+
+def _data(config: ProjectConfig | DataConfig) -> DataConfig:
+    return config.data if isinstance(config, ProjectConfig) else config
+
+
+def list_batches(folder: Path, fmt: str = "auto") -> list[Path]:
+    """Batch files in ``folder`` (CSV and/or Parquet per ``fmt``), sorted by file name."""
+    if fmt not in _SUFFIXES:
+        raise ConfigError(f"data.format {fmt!r} is not one of {sorted(_SUFFIXES)}", key="data.format")
+    if not folder.is_dir():
+        raise CTError(f"the incoming folder {folder} does not exist (data.incoming in ct.yaml)")
+    suffixes = _SUFFIXES[fmt]
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes),
+        key=lambda p: p.name,
+    )
+
+
+def resolve_batch(folder: Path, name: str | None, fmt: str = "auto") -> Path:
+    """The batch file called ``name`` in ``folder`` (``None``: the newest by name)."""
+    batches = list_batches(folder, fmt)
+    if not batches:
+        raise CTError(f"no {fmt if fmt != 'auto' else 'CSV or Parquet'} batch files in {folder}")
+    if name is None:
+        return batches[-1]
+    for path in batches:
+        if path.name == name:
+            return path
+    known = ", ".join(p.name for p in batches[-10:])
+    raise ParameterError(f"batch {name!r} is not in {folder} (newest batches: {known})")
+
+
+def parse_time(values: pd.Series, column: str, where: str) -> pd.Series:
+    """Parse a time column to naive UTC ``datetime64``; a clear error names the first bad value."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed = values
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        raise CTError(f"{where}: time column {column!r} holds numbers ({values.dtype}), not ISO dates/times")
+    else:
+        try:
+            parsed = pd.to_datetime(values, format="ISO8601", utc=True)
+        except (ValueError, TypeError):
+            bad = _first_unparsable(values)
+            raise CTError(
+                f"{where}: time column {column!r} holds a value that is not an ISO date/time: {bad!r}"
+            ) from None
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed.astype("datetime64[ns]")
+
+
+def _first_unparsable(values: pd.Series) -> object:
+    for value in values.dropna():
+        try:
+            pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return value
+    return None
+
+
+def read_batch(path: Path, config: ProjectConfig | DataConfig) -> pd.DataFrame:
+    """One batch file with its time column parsed and :data:`BATCH_COLUMN` set to the file name."""
+    data = _data(config)
+    try:
+        frame = pd.read_csv(path, low_memory=False) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except FileNotFoundError:
+        raise CTError(f"batch file {path} does not exist") from None
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise CTError(f"batch file {path.name} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+    if data.time_column not in frame.columns:
+        raise ConfigError(
+            f"batch {path.name} has no time column {data.time_column!r} (data.time_column in ct.yaml); "
+            f"its columns: {', '.join(map(str, frame.columns[:20]))}",
+            key="data.time_column",
+        )
+    frame[data.time_column] = parse_time(frame[data.time_column], data.time_column, f"batch {path.name}")
+    frame[BATCH_COLUMN] = path.name
+    return frame
+
+
+def read_batches(paths: Sequence[Path], config: ProjectConfig | DataConfig) -> pd.DataFrame:
+    """Several batches stacked in the given order (columns missing from a batch become NaN)."""
+    if not paths:
+        raise CTError("no batch files to read")
+    frames = [read_batch(p, config) for p in paths]
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def parse_cutoff(cutoff: str | None) -> tuple[pd.Timestamp, bool] | None:
+    """``(bound, inclusive)``: a date alone means "through the end of that day"."""
+    if cutoff is None or cutoff == "":
+        return None
+    if not isinstance(cutoff, str):
+        raise ParameterError(f"cutoff must be an ISO date or date-time string or None, not {cutoff!r}")
+    try:
+        stamp = pd.Timestamp(datetime.fromisoformat(cutoff))
+    except ValueError:
+        raise ParameterError(f"cutoff {cutoff!r} is not an ISO date (2026-03-31) or date-time") from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if len(cutoff.strip()) == 10:  # a date: the whole day is included
+        return stamp + pd.Timedelta(days=1), False
+    return stamp, True
+
+
+def apply_cutoff(frame: pd.DataFrame, time_column: str, cutoff: str | None) -> pd.DataFrame:
+    """Rows at or before ``cutoff`` (inclusive; a date alone includes that whole day)."""
+    bound = parse_cutoff(cutoff)
+    if bound is None:
+        return frame
+    stamp, inclusive = bound
+    keep = frame[time_column] <= stamp if inclusive else frame[time_column] < stamp
+    return frame.loc[keep]
+
+
+def apply_window(
+    frame: pd.DataFrame, time_column: str, days: float | None, *, end: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Rows in the last ``days`` days before ``end`` (default: the latest time in the frame)."""
+    if days is None:
+        return frame
+    if isinstance(days, bool) or not isinstance(days, int | float) or not math.isfinite(days) or days <= 0:
+        raise ParameterError(f"train_window_days must be a positive number of days or None, not {days!r}")
+    if frame.empty:
+        return frame
+    latest = frame[time_column].max() if end is None else min(end, frame[time_column].max())
+    start = latest - pd.Timedelta(days=float(days))
+    return frame.loc[(frame[time_column] > start) & (frame[time_column] <= latest)]
+
+
+def time_split(frame: pd.DataFrame, time_column: str, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(train, holdout)``: the holdout is the latest ``holdout_fraction`` of rows by time."""
+    if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, int | float) or not (
+        0 < holdout_fraction < 1
+    ):
+        raise ParameterError(f"holdout_fraction must be a number between 0 and 1 (exclusive), not {holdout_fraction!r}")
+    n = len(frame)
+    n_holdout = math.ceil(n * holdout_fraction)
+    if n < 2 or n_holdout >= n:
+        raise CTError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {holdout_fraction}")
+    ordered = frame.sort_values(time_column, kind="mergesort").reset_index(drop=True)
+    return ordered.iloc[: n - n_holdout].reset_index(drop=True), ordered.iloc[n - n_holdout :].reset_index(drop=True)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """``sha256:<hex>`` of the content: independent of row and column order, sensitive to values and dtypes."""
+    columns = sorted(map(str, frame.columns))
+    ordered = frame.set_axis([str(c) for c in frame.columns], axis=1)[columns]
+    digest = hashlib.sha256()
+    for name in columns:
+        digest.update(f"{name}:{ordered[name].dtype}\n".encode())
+    digest.update(f"rows:{len(frame)}\n".encode())
+    if len(frame):
+        rows = pd.util.hash_pandas_object(ordered, index=False).to_numpy(dtype=np.uint64)
+        digest.update(np.sort(rows).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def write_snapshot(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as Parquet (parent folders created); returns ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def read_snapshot(path: Path) -> pd.DataFrame:
+    """Read a Parquet snapshot written by :func:`write_snapshot`."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise CTError(f"data snapshot {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise CTError(f"data snapshot {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+
+
+def _excluded(data: DataConfig) -> set[str]:
+    names = {data.target, data.time_column, BATCH_COLUMN, *data.drop_columns}
+    names.update(c for c in (data.id_column, data.segment_column) if c)
+    return names
+
+
+def feature_columns(config: ProjectConfig | DataConfig, frame: pd.DataFrame) -> list[str]:
+    """Every column except target, time, id, segment, ``drop_columns`` and :data:`BATCH_COLUMN`."""
+    excluded = _excluded(_data(config))
+    return [str(c) for c in frame.columns if c not in excluded]
+
+
+def categorical_columns(config: ProjectConfig | DataConfig, frame: pd.DataFrame) -> list[str]:
+    """Declared ``data.categorical`` features, or the features of object/category/bool/string dtype."""
+    data = _data(config)
+    features = feature_columns(data, frame)
+    if data.categorical is not None:
+        missing = [c for c in data.categorical if c not in frame.columns]
+        if missing:
+            raise ConfigError(
+                f"data.categorical names column(s) {missing} that the data does not have", key="data.categorical"
+            )
+        return [c for c in features if c in set(data.categorical)]
+    return [c for c in features if is_categorical_dtype(frame[c])]
+
+
+def numeric_columns(config: ProjectConfig | DataConfig, frame: pd.DataFrame) -> list[str]:
+    """Features that are not categorical."""
+    categorical = set(categorical_columns(config, frame))
+    return [c for c in feature_columns(config, frame) if c not in categorical]
+
+
+def is_categorical_dtype(series: pd.Series) -> bool:
+    """Object, string, category or bool dtype."""
+    dtype = series.dtype
+    return bool(
+        pd.api.types.is_object_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+    )

@@ -1,0 +1,111 @@
+"""Exceptions raised by ct-notebooks, all rooted in :class:`CTError`.
+
+    CTError
+    ├── ConfigError              ct.yaml missing, unreadable or invalid (names the key path)
+    ├── ProjectNotFound          no ct.yaml in the folder or its parents
+    ├── ParameterError           a stage parameter name or value is not acceptable
+    ├── RunNotFound              no archived run with that id
+    ├── InvalidRunId             a run id that does not match the run id pattern
+    ├── RunInProgress            another run of the same pipeline holds the project lock
+    ├── ResumeError              the run cannot be resumed (nothing failed, or inputs changed)
+    ├── StageFailed              a stage raised, timed out or its kernel died
+    ├── DataGateBlocked          the data gate stopped the run on purpose (raised inside a stage)
+    ├── RegistryError            the MLflow registry refused or failed an operation
+    │   └── PromotionRefused     promotion of a version the model gate rejected
+    ├── DriftError               drift computation received unusable input
+    └── ArchiveError             a run folder or the index cannot be read or written
+"""
+
+from __future__ import annotations
+
+
+class CTError(Exception):
+    """Base class of every error ct-notebooks raises on purpose."""
+
+
+class ConfigError(CTError):
+    """``ct.yaml`` is missing, unreadable or does not validate."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        super().__init__(message)
+
+
+class ProjectNotFound(CTError):
+    """No ``ct.yaml`` was found in the folder or any parent."""
+
+
+class ParameterError(CTError):
+    """A stage parameter name or value is not acceptable."""
+
+
+class RunNotFound(CTError):
+    """No archived run has the requested id."""
+
+
+class InvalidRunId(CTError):
+    """A run id does not match the run id pattern."""
+
+
+class RunInProgress(CTError):
+    """Another run of the same pipeline holds the project's pipeline lock."""
+
+
+class ResumeError(CTError):
+    """A run cannot be resumed."""
+
+
+class StageFailed(CTError):
+    """A stage raised, timed out or lost its kernel.
+
+    Carries the stage, the cell index, the error name and value, and the archived notebook.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        *,
+        status: str,
+        cell_index: int | None,
+        ename: str,
+        evalue: str,
+        notebook: str | None,
+    ) -> None:
+        self.stage = stage
+        self.status = status
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.notebook = notebook
+        where = f"cell {cell_index}" if cell_index is not None else "no cell"
+        super().__init__(
+            f"stage {stage!r} {status} at {where}: {ename}: {evalue}"
+            + (f" (see {notebook})" if notebook else "")
+        )
+
+
+class DataGateBlocked(CTError):
+    """The data gate stopped the run; the message lists every violation."""
+
+    def __init__(self, violations: list[str]) -> None:
+        self.violations = list(violations)
+        super().__init__(
+            f"data gate failed with {len(self.violations)} violation(s): " + "; ".join(self.violations)
+        )
+
+
+class RegistryError(CTError):
+    """The MLflow registry refused or failed an operation."""
+
+
+class PromotionRefused(RegistryError):
+    """Promotion of a version that the model gate rejected, without ``force``."""
+
+
+class DriftError(CTError):
+    """Drift computation received unusable input (no shared columns, empty frames)."""
+
+
+class ArchiveError(CTError):
+    """A run folder or the run index cannot be read or written."""

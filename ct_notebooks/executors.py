@@ -1,0 +1,334 @@
+"""Executors run one stage notebook each; the local one keeps a warm kernel ready for the next stage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any, Protocol
+
+import nbformat
+import papermill
+from jupyter_client import AsyncKernelClient, AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.exceptions import PapermillExecutionError
+
+from .models import RunStatus, StageError
+from .params import install_translator
+
+#: modules imported by a kernel while it waits for its stage (quietly, outside the notebook's history)
+DEFAULT_WARM_IMPORTS = ("numpy", "pandas", "sklearn", "matplotlib.pyplot", "ct_notebooks.stage")
+ENGINE_NAME = "ct-notebooks"
+
+CellCallback = Callable[[int, int], None]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageJob:
+    """Everything needed to execute one stage notebook."""
+
+    stage: str
+    input_notebook: Path
+    output_notebook: Path
+    parameters: dict[str, Any]
+    timeout_s: float
+    kernel_name: str = "python3"
+    cwd: Path | None = None
+
+
+@dataclass
+class StageResult:
+    """How the execution of one stage ended, taken from what was raised."""
+
+    status: RunStatus
+    error: StageError | None = None
+    wall_s: float = 0.0
+    cpu_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    """Runs stage jobs; implementations decide where the kernels live."""
+
+    def prepare(self, kernel_name: str, cwd: Path | None) -> None:
+        """Optionally start resources for an upcoming stage ahead of time."""
+
+    def run_stage(self, job: StageJob, on_cell: CellCallback | None = None) -> StageResult:
+        """Execute the stage notebook and report how it ended."""
+
+    def close(self) -> None:
+        """Release every resource."""
+
+
+class ReadyKernelClient(AsyncKernelClient):
+    """A client for an already-running kernel: ready as soon as shell and IOPub both answer.
+
+    jupyter_client's default waits for 0.2 s of IOPub silence on every connection; here the
+    idle status of our own kernel_info request proves IOPub is subscribed.
+    """
+
+    async def _ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
+        while True:
+            msg_id = self.kernel_info()
+            with contextlib.suppress(Empty, TimeoutError):
+                reply = await self._async_recv_reply(msg_id, timeout=1)
+                with contextlib.suppress(Empty):
+                    while True:
+                        msg = await self.iopub_channel.get_msg(timeout=0.25)
+                        if (
+                            msg["parent_header"].get("msg_id") == msg_id
+                            and msg["msg_type"] == "status"
+                            and msg["content"].get("execution_state") == "idle"
+                        ):
+                            self._handle_kernel_info_reply(reply)
+                            return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError("Kernel didn't respond in time")
+
+    wait_for_ready = _ready
+
+
+class WarmKernelEngine(NBClientEngine):
+    """Papermill engine that executes on a kernel started ahead of time and closes its client after."""
+
+    @classmethod
+    def execute_managed_notebook(
+        cls,
+        nb_man: Any,
+        kernel_name: str,
+        log_output: bool = False,
+        stdout_file: Any = None,
+        stderr_file: Any = None,
+        start_timeout: int = 60,
+        execution_timeout: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs.pop("input_path", None)
+        client = PapermillNotebookClient(
+            nb_man,
+            timeout=execution_timeout,
+            startup_timeout=start_timeout,
+            kernel_name=kernel_name,
+            log=logging.getLogger("papermill"),
+            log_output=log_output,
+            stdout_file=stdout_file,
+            stderr_file=stderr_file,
+            **kwargs,
+        )
+        try:
+            return client.execute()
+        finally:
+            if client.kc is not None:
+                with contextlib.suppress(Exception):
+                    client.kc.stop_channels()
+
+
+def install_engine() -> None:
+    """Register the warm-kernel engine and the exact parameter translator with Papermill."""
+    install_translator()
+    papermill_engines.register(ENGINE_NAME, WarmKernelEngine)
+
+
+@dataclass
+class _WarmKernel:
+    km: AsyncKernelManager
+    kernel_name: str
+    cwd: Path | None
+    socket_dir: str
+
+
+async def _start_kernel_async(kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...]) -> _WarmKernel:
+    socket_dir = tempfile.mkdtemp(prefix="ctn-kernel-")
+    km = AsyncKernelManager(
+        kernel_name=kernel_name,
+        transport="ipc",
+        ip=os.path.join(socket_dir, "k"),
+        client_class="ct_notebooks.executors.ReadyKernelClient",
+    )
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "CT_NOTEBOOKS_RUNNER": "1"}
+    env.pop("JPY_PARENT_PID", None)
+    await km.start_kernel(cwd=str(cwd) if cwd else None, env=env)
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=120)
+        if warm_imports:
+            code = "\n".join(f"import {name}" for name in warm_imports)
+            reply = await kc.execute_interactive(code, silent=True, store_history=False, timeout=180)
+            if reply["content"].get("status") != "ok":
+                log.warning("warm-up imports failed: %s", reply["content"].get("evalue"))
+    except BaseException:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+    kc.stop_channels()
+    return _WarmKernel(km=km, kernel_name=kernel_name, cwd=cwd, socket_dir=socket_dir)
+
+
+def _start_kernel(kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...]) -> _WarmKernel:
+    return asyncio.run(_start_kernel_async(kernel_name, cwd, warm_imports))
+
+
+def _shutdown(kernel: _WarmKernel) -> None:
+    async def stop() -> None:
+        with contextlib.suppress(Exception):
+            await kernel.km.shutdown_kernel(now=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run(stop())
+    shutil.rmtree(kernel.socket_dir, ignore_errors=True)
+
+
+def _shutdown_in_background(kernel: _WarmKernel) -> threading.Thread:
+    thread = threading.Thread(target=_shutdown, args=(kernel,), name="ctn-kernel-stop", daemon=True)
+    thread.start()
+    return thread
+
+
+def _kernel_pid(km: AsyncKernelManager) -> int | None:
+    provisioner = km.provisioner
+    return getattr(provisioner, "pid", None) if provisioner is not None else None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system + times.children_user + times.children_system)
+    except Exception:
+        return None
+
+
+class LocalExecutor:
+    """Each stage in its own fresh local kernel; the next kernel starts while the current stage runs."""
+
+    def __init__(self, *, warm_imports: tuple[str, ...] = DEFAULT_WARM_IMPORTS, prestart: bool = True) -> None:
+        install_engine()
+        self.warm_imports = warm_imports
+        self.prestart = prestart
+        self._lock = threading.Lock()
+        self._pending: tuple[str, Path | None, threading.Thread, list[Any]] | None = None
+        self._stopping: list[threading.Thread] = []
+
+    def prepare(self, kernel_name: str, cwd: Path | None) -> None:
+        """Start (in the background) a kernel for the next stage."""
+        if not self.prestart:
+            return
+        with self._lock:
+            if self._pending is not None:
+                return
+            box: list[Any] = []
+
+            def start() -> None:
+                try:
+                    box.append(_start_kernel(kernel_name, cwd, self.warm_imports))
+                except Exception as exc:
+                    box.append(exc)
+
+            thread = threading.Thread(target=start, name="ctn-kernel-start", daemon=True)
+            thread.start()
+            self._pending = (kernel_name, cwd, thread, box)
+
+    def _take(self, kernel_name: str, cwd: Path | None) -> _WarmKernel:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            name, pending_cwd, thread, box = pending
+            thread.join()
+            result = box[0] if box else None
+            if isinstance(result, _WarmKernel):
+                if name == kernel_name and pending_cwd == cwd:
+                    return result
+                self._stopping.append(_shutdown_in_background(result))
+        return _start_kernel(kernel_name, cwd, self.warm_imports)
+
+    def run_stage(self, job: StageJob, on_cell: CellCallback | None = None) -> StageResult:
+        started = time.perf_counter()
+        kernel = self._take(job.kernel_name, job.cwd)
+        # the next stage's kernel starts while this one runs
+        self.prepare(job.kernel_name, job.cwd)
+        pid = _kernel_pid(kernel.km)
+        timed_out = threading.Event()
+        current_cell = [-1]
+        total_cells = [0]
+
+        def on_timeout() -> None:
+            timed_out.set()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+        def on_cell_start(cell: Any, cell_index: int) -> None:
+            current_cell[0] = cell_index
+            if on_cell is not None:
+                on_cell(cell_index, total_cells[0])
+
+        watchdog = threading.Timer(job.timeout_s, on_timeout)
+        watchdog.daemon = True
+        status, error = RunStatus.SUCCEEDED, None
+        try:
+            source = nbformat.read(str(job.input_notebook), as_version=4)
+            total_cells[0] = len(source.cells) + 1  # papermill adds the injected-parameters cell
+            watchdog.start()
+            papermill.execute_notebook(
+                source,
+                str(job.output_notebook),
+                parameters=job.parameters,
+                engine_name=ENGINE_NAME,
+                kernel_name=job.kernel_name,
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=int(max(1, job.timeout_s)),
+                km=kernel.km,
+                on_cell_start=on_cell_start,
+            )
+        except PapermillExecutionError as exc:
+            status = RunStatus.BLOCKED if exc.ename == "DataGateBlocked" else RunStatus.FAILED
+            error = StageError(exc.ename, str(exc.evalue), exc.cell_index, "\n".join(exc.traceback or []))
+        except CellTimeoutError as exc:
+            status = RunStatus.TIMED_OUT
+            error = StageError("CellTimeoutError", f"stage exceeded {job.timeout_s:g} s: {exc}", current_cell[0])
+        except (DeadKernelError, RuntimeError) as exc:
+            if timed_out.is_set():
+                status = RunStatus.TIMED_OUT
+                error = StageError("Timeout", f"stage exceeded {job.timeout_s:g} s", current_cell[0])
+            else:
+                status = RunStatus.KERNEL_DIED
+                error = StageError(type(exc).__name__, str(exc) or "kernel died", current_cell[0])
+        finally:
+            watchdog.cancel()
+            cpu = _cpu_seconds(pid)
+            self._stopping.append(_shutdown_in_background(kernel))
+        return StageResult(status=status, error=error, wall_s=time.perf_counter() - started, cpu_s=cpu)
+
+    def close(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            _, _, thread, box = pending
+            thread.join()
+            if box and isinstance(box[0], _WarmKernel):
+                _shutdown(box[0])
+        for thread in self._stopping:
+            thread.join(timeout=30)
+        self._stopping.clear()

@@ -1,0 +1,188 @@
+"""Plain data types shared by the modules: run and stage records, gate results, trigger decisions."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> str:
+    """Current time as an ISO-8601 UTC string with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class RunStatus(enum.StrEnum):
+    """How a run or a stage executed."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    KERNEL_DIED = "kernel_died"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+    SKIPPED = "skipped"
+    PENDING = "pending"
+
+    @property
+    def is_failure(self) -> bool:
+        """A stage or run that stopped because something broke."""
+        return self in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.KERNEL_DIED, RunStatus.CANCELLED)
+
+    @property
+    def is_final(self) -> bool:
+        """No further change is expected."""
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PENDING)
+
+
+class Outcome(enum.StrEnum):
+    """What the CT loop decided for a train run."""
+
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    NONE = "none"
+
+
+@dataclass
+class StageError:
+    """Where and why a stage stopped."""
+
+    ename: str
+    evalue: str
+    cell_index: int | None = None
+    traceback: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageError:
+        return cls(**data)
+
+
+@dataclass
+class StageRecord:
+    """One stage of a run: its notebook, status, timings, outputs and error."""
+
+    name: str
+    notebook: str
+    status: RunStatus = RunStatus.PENDING
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    cpu_s: float | None = None
+    overhead_s: float | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: StageError | None = None
+    executed_notebook: str | None = None
+    html: str | None = None
+    notebook_sha256: str | None = None
+    reused_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        data["error"] = self.error.to_dict() if self.error else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageRecord:
+        values = dict(data)
+        values["status"] = RunStatus(values.get("status", "pending"))
+        values["error"] = StageError.from_dict(values["error"]) if values.get("error") else None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+@dataclass
+class GateResult:
+    """A gate's verdict with the numbers and the rule that decided."""
+
+    gate: str
+    passed: bool
+    rule: str
+    values: dict[str, Any] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TriggerDecision:
+    """One evaluation of a trigger: fired or not, measured values, dedupe key, started run."""
+
+    trigger: str
+    kind: str
+    fired: bool
+    reason: str
+    evaluated_at: str = field(default_factory=utcnow)
+    values: dict[str, Any] = field(default_factory=dict)
+    dedupe_key: str | None = None
+    run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TriggerDecision:
+        return cls(**data)
+
+
+@dataclass
+class RunRecord:
+    """One execution of a pipeline; serialised as the run folder's ``run.json``."""
+
+    run_id: str
+    pipeline: str
+    status: RunStatus = RunStatus.QUEUED
+    outcome: Outcome = Outcome.NONE
+    outcome_detail: dict[str, Any] = field(default_factory=dict)
+    trigger: str = "manual"
+    reason: str = ""
+    decision: dict[str, Any] | None = None
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
+    created_at: str = field(default_factory=utcnow)
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+    failed_stage: str | None = None
+    lineage: dict[str, Any] = field(default_factory=dict)
+    mlflow_run_ids: list[str] = field(default_factory=list)
+    resumed_from: str | None = None
+    attempts: int = 1
+    pid: int | None = None
+    host: str | None = None
+
+    def stage(self, name: str) -> StageRecord:
+        for record in self.stages:
+            if record.name == name:
+                return record
+        raise KeyError(name)
+
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        """Outputs recorded by every stage so far, by stage name."""
+        return {s.name: dict(s.outputs) for s in self.stages if s.outputs}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["status"] = str(self.status)
+        data["outcome"] = str(self.outcome)
+        data["stages"] = [s.to_dict() for s in self.stages]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        values = dict(data)
+        values["status"] = RunStatus(values.get("status", "queued"))
+        values["outcome"] = Outcome(values.get("outcome", "none"))
+        values["stages"] = [StageRecord.from_dict(s) for s in values.get("stages", [])]
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,96 @@
+"""Locate a project folder and derive its paths from ``ct.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .config import CONFIG_FILE, PipelineConfig, ProjectConfig, load_config
+from .errors import ConfigError, ProjectNotFound
+
+STATE_DIR = ".ct"
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` that holds ``ct.yaml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ProjectNotFound(f"no {CONFIG_FILE} in {here} or any parent folder (create one with `ctn init DIR`)")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A ct-notebooks project: its folder, configuration and the paths derived from them."""
+
+    root: Path
+    config: ProjectConfig
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, search_parents: bool = True) -> Project:
+        """Load the project at ``path`` (or the nearest one above it)."""
+        start = Path(path) if path is not None else Path.cwd()
+        root = find_project_root(start) if search_parents else start.resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise ProjectNotFound(f"no {CONFIG_FILE} in {root}")
+        return cls(root=root, config=load_config(root / CONFIG_FILE))
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.root / self.config.data.incoming
+
+    @property
+    def index_path(self) -> Path:
+        return self.state_dir / "index.sqlite"
+
+    @property
+    def alias_audit_log(self) -> Path:
+        return self.state_dir / "alias-audit.jsonl"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.state_dir / "locks"
+
+    @cached_property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI; a relative sqlite path is taken relative to the project."""
+        uri = self.config.mlflow.tracking_uri or f"sqlite:///{STATE_DIR}/mlflow.db"
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            db = (self.root / uri.removeprefix(prefix)).resolve()
+            db.parent.mkdir(parents=True, exist_ok=True)
+            return prefix + str(db)
+        return uri
+
+    @property
+    def experiment(self) -> str:
+        return self.config.mlflow.experiment or self.config.name
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        try:
+            return self.config.pipelines[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.pipelines)) or "none"
+            raise ConfigError(f"pipeline {name!r} is not defined in {CONFIG_FILE} (known: {known})",
+                              key=f"pipelines.{name}") from None
+
+    def notebook_path(self, notebook: str) -> Path:
+        """Resolve a stage notebook path; it must stay inside the project."""
+        path = (self.root / notebook).resolve()
+        if not path.is_relative_to(self.root):
+            raise ConfigError(f"stage notebook {notebook!r} resolves outside the project", key="pipelines")
+        return path

@@ -1,0 +1,720 @@
+"""The MLflow model registry behind ct-notebooks: log, register, alias moves with an audit log, rollback."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# MLflow reads these when it is imported or when it acts; an explicit setting by the user wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no call-outs: there may be no network
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars in notebooks
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" lines
+# A tracking server that is down should fail in seconds, not after MLflow's ~4 minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+
+import filelock
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from ct_notebooks.errors import PromotionRefused, RegistryError
+
+__all__ = [
+    "ALIAS_CHAMPION",
+    "ALIAS_CONTENDER",
+    "TAG_GATE",
+    "TAG_GATE_REASON",
+    "TAG_RUN_ID",
+    "TAG_SIZE_BYTES",
+    "AliasMove",
+    "ModelVersionInfo",
+    "Registry",
+    "pinned_pip_requirements",
+]
+
+ALIAS_CHAMPION = "champion"
+ALIAS_CONTENDER = "contender"
+TAG_SIZE_BYTES = "ct.size_bytes"
+TAG_GATE = "ct.gate"
+TAG_GATE_REASON = "ct.gate_reason"
+TAG_RUN_ID = "ct.run_id"  # a tag passed to log_and_register under this key names the ct-notebooks run
+
+#: Packages pinned into every logged model's requirements (MLflow adds itself).
+PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
+#: cloudpickle keeps models whose classes or functions were defined in a notebook loadable.
+SERIALIZATION_FORMAT = "cloudpickle"
+MODEL_ARTIFACT_NAME = "model"
+AUDIT_LOCK_TIMEOUT_S = 30.0
+
+_NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
+_EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
+# mlflow.set_tracking_uri / start_run / load_model act on process-wide state: one user at a time.
+_FLUENT_LOCK = threading.RLock()
+
+
+def _now_iso() -> str:
+    return _iso(datetime.now(UTC))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ms_to_iso(ms: int | None) -> str:
+    return _iso(datetime.fromtimestamp((ms or 0) / 1000, tz=UTC))
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an error's message, bounded: never a traceback or a server's HTML page."""
+    text = exc.message if isinstance(exc, MlflowException) else str(exc)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", "")) if isinstance(exc, MlflowException) else ""
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    return _error_code(exc) in _NOT_FOUND_CODES
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    """One registered model version, with the params and metrics of the run that logged it."""
+
+    name: str
+    version: int
+    run_id: str | None
+    source: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    created_at: str
+    size_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form; non-finite metrics become ``None``."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "source": self.source,
+            "aliases": list(self.aliases),
+            "tags": dict(self.tags),
+            "metrics": {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
+            "params": dict(self.params),
+            "created_at": self.created_at,
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of an alias, as recorded in the audit log (MLflow keeps no alias history)."""
+
+    at: str
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    run_id: str | None
+    action: str = field(default="move")  # register | move | promote | rollback | clear
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "model": self.model,
+            "alias": self.alias,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "actor": self.actor,
+            "reason": self.reason,
+            "run_id": self.run_id,
+            "action": self.action,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AliasMove:
+        def opt_int(value: Any) -> int | None:
+            return None if value is None else int(value)
+
+        return cls(
+            at=str(data["at"]),
+            model=str(data["model"]),
+            alias=str(data["alias"]),
+            from_version=opt_int(data.get("from_version")),
+            to_version=opt_int(data.get("to_version")),
+            actor=str(data.get("actor", "")),
+            reason=str(data.get("reason", "")),
+            run_id=None if data.get("run_id") is None else str(data["run_id"]),
+            action=str(data.get("action", "move")),
+        )
+
+
+@cache
+def _pinned() -> tuple[str, ...]:
+    pins = []
+    for package in PINNED_PACKAGES:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return tuple(pins)
+
+
+def pinned_pip_requirements() -> list[str]:
+    """``name==version`` of the installed model runtime packages; avoids MLflow's slow inference."""
+    return list(_pinned())
+
+
+class _DropPickleAdvice(logging.Filter):
+    """Hide MLflow's per-call advice against (cloud)pickle: the format is a deliberate choice here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving scikit-learn models in the pickle")
+
+
+@contextlib.contextmanager
+def _scoped_env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    raw = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(raw) if raw and raw != ":memory:" else None
+
+
+class Registry:
+    """One registered model in one MLflow store, plus the audit log of its alias moves."""
+
+    def __init__(self, tracking_uri: str, model_name: str, *, experiment: str, audit_log: Path) -> None:
+        if not model_name:
+            raise RegistryError("a registered model name is required")
+        self.tracking_uri = tracking_uri
+        self.model_name = model_name
+        self.experiment = experiment
+        self.audit_path = Path(audit_log)
+        self._artifact_location: str | None = None
+        db = _sqlite_path(tracking_uri)
+        if db is not None:
+            try:
+                db.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RegistryError(f"cannot create the folder of MLflow store {db}: {exc}") from exc
+            self._artifact_location = (db.resolve().parent / "mlartifacts").as_uri()
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._experiment_id: str | None = None
+        self._model_known = False
+        self._lock = filelock.FileLock(str(self.audit_path) + ".lock", timeout=AUDIT_LOCK_TIMEOUT_S)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.tracking_uri!r}, {self.model_name!r}, experiment={self.experiment!r})"
+
+    # -- MLflow plumbing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _mlflow(self, what: str) -> Iterator[None]:
+        """Turn MLflow and I/O failures into a RegistryError that says what was being done."""
+        try:
+            yield
+        except (RegistryError, KeyboardInterrupt):
+            raise
+        except (MlflowException, OSError) as exc:
+            raise RegistryError(f"{what} failed: {_short(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _fluent(self) -> Iterator[None]:
+        """Point MLflow's process-wide (fluent) state at this registry's store for the block."""
+        with _FLUENT_LOCK:
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+            yield
+
+    def experiment_id(self) -> str:
+        """Id of the experiment runs are logged to; created (artifacts next to a sqlite db) if missing.
+
+        Resolved on first use, so that building a Registry never talks to the store.
+        """
+        if self._experiment_id is not None:
+            return self._experiment_id
+        where = f"opening experiment {self.experiment!r} in {self.tracking_uri}"
+        with self._mlflow(where):
+            found = self._client.get_experiment_by_name(self.experiment)
+            if found is None:
+                try:
+                    self._experiment_id = self._client.create_experiment(
+                        self.experiment, artifact_location=self._artifact_location
+                    )
+                except MlflowException as exc:  # created meanwhile by another process
+                    found = self._client.get_experiment_by_name(self.experiment)
+                    if found is None:
+                        raise RegistryError(f"{where} failed: {_short(exc)}") from exc
+            if found is not None:
+                if found.lifecycle_stage == "deleted":
+                    raise RegistryError(
+                        f"experiment {self.experiment!r} is deleted in {self.tracking_uri}; "
+                        "restore it or choose another name"
+                    )
+                self._experiment_id = str(found.experiment_id)
+        assert self._experiment_id is not None
+        return self._experiment_id
+
+    def _ensure_registered_model(self) -> None:
+        if self._model_known:
+            return
+        with self._mlflow(f"creating registered model {self.model_name!r}"):
+            try:
+                self._client.get_registered_model(self.model_name)
+            except MlflowException as exc:
+                if not _is_not_found(exc):
+                    raise
+                try:
+                    self._client.create_registered_model(self.model_name)
+                except MlflowException as exc2:
+                    if _error_code(exc2) not in _EXISTS_CODES:
+                        raise
+        self._model_known = True
+
+    def _model_dir_size(self, model_id: str) -> int:
+        total = 0
+        pending: list[str | None] = [None]
+        while pending:
+            path = pending.pop()
+            for info in self._client.list_logged_model_artifacts(model_id, path):
+                if info.is_dir:
+                    pending.append(info.path)
+                else:
+                    total += int(info.file_size or 0)
+        return total
+
+    def _info(self, mv: ModelVersion, runs: dict[str, Any] | None = None) -> ModelVersionInfo:
+        metrics: dict[str, float] = {}
+        params: dict[str, str] = {}
+        run_id = mv.run_id or None
+        if run_id:
+            run = runs.get(run_id) if runs is not None else None
+            if run is None:
+                try:
+                    run = self._client.get_run(run_id)
+                except MlflowException as exc:
+                    if not _is_not_found(exc):
+                        raise
+                if runs is not None and run is not None:
+                    runs[run_id] = run
+            if run is not None:
+                metrics = {k: float(v) for k, v in run.data.metrics.items()}
+                params = {k: str(v) for k, v in run.data.params.items()}
+        tags = {str(k): str(v) for k, v in (mv.tags or {}).items()}
+        size: int | None = None
+        with contextlib.suppress(KeyError, ValueError):
+            size = int(tags[TAG_SIZE_BYTES])
+        return ModelVersionInfo(
+            name=mv.name,
+            version=int(mv.version),
+            run_id=run_id,
+            source=str(mv.source or ""),
+            aliases=tuple(sorted(mv.aliases or ())),
+            tags=tags,
+            metrics=metrics,
+            params=params,
+            created_at=_ms_to_iso(mv.creation_timestamp),
+            size_bytes=size,
+        )
+
+    # -- logging and loading -----------------------------------------------------------------------
+
+    def log_and_register(
+        self,
+        model: Any,
+        *,
+        run_name: str,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        input_example: pd.DataFrame | None,
+        tags: dict[str, str],
+    ) -> ModelVersionInfo:
+        """Log ``model`` in one MLflow run, register it as a new version and make it the contender."""
+        str_tags = {str(k): str(v) for k, v in tags.items()}
+        signature = None
+        if input_example is not None:
+            with self._mlflow(f"inferring a signature for {self.model_name!r}"):
+                try:
+                    output = model.predict(input_example)
+                except Exception:  # a model without predict, or one that rejects the example
+                    output = None
+                signature = infer_signature(input_example, output)
+        experiment_id = self.experiment_id()
+        self._ensure_registered_model()
+        what = f"logging a new version of model {self.model_name!r} (run {run_name!r})"
+        advice_filter = _DropPickleAdvice()
+        sk_logger = logging.getLogger("mlflow.sklearn")
+        try:
+            with self._fluent(), mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+                run_id = run.info.run_id
+                now_ms = int(datetime.now(UTC).timestamp() * 1000)
+                self._client.log_batch(
+                    run_id,
+                    metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
+                    params=[Param(k, str(v)) for k, v in params.items()],
+                    tags=[RunTag(k, v) for k, v in str_tags.items()],
+                )
+                sk_logger.addFilter(advice_filter)
+                try:
+                    info = mlflow.sklearn.log_model(
+                        sk_model=model,
+                        name=MODEL_ARTIFACT_NAME,
+                        pip_requirements=pinned_pip_requirements(),
+                        signature=signature,
+                        input_example=input_example,
+                        serialization_format=SERIALIZATION_FORMAT,
+                    )
+                finally:
+                    sk_logger.removeFilter(advice_filter)
+                size = self._model_dir_size(info.model_id)
+                mv = self._client.create_model_version(
+                    self.model_name,
+                    source=info.model_uri,
+                    run_id=run_id,
+                    tags={**str_tags, TAG_SIZE_BYTES: str(size)},
+                    model_id=info.model_id,
+                )
+        except RegistryError:
+            raise
+        except Exception as exc:  # MLflow, I/O, or the model refusing to be serialized
+            raise RegistryError(f"{what} failed: {_short(exc)}") from exc
+        version = int(mv.version)
+        self._move(
+            ALIAS_CONTENDER,
+            version,
+            actor=_os_user(),
+            reason=f"registered from MLflow run {run_id} ({run_name})",
+            run_id=str_tags.get(TAG_RUN_ID),
+            action="register",
+        )
+        return self.version(version)
+
+    def load_model(self, ref: int | str) -> Any:
+        """The sklearn object of a version number or of an alias (``"champion"``)."""
+        if isinstance(ref, bool):
+            raise RegistryError(f"not a version or alias of model {self.model_name!r}: {ref!r}")
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            target = self.version(int(ref))
+        else:
+            found = self.alias_version(ref)
+            if found is None:
+                raise RegistryError(f"model {self.model_name!r} has no version with alias {ref!r}")
+            target = found
+        uri = f"models:/{self.model_name}/{target.version}"
+        try:
+            # The registry is this project's own store: its models are trusted to be unpickled.
+            with (
+                self._fluent(),
+                _scoped_env("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true"),
+                tempfile.TemporaryDirectory(prefix="ct-model-") as download,
+            ):
+                return mlflow.sklearn.load_model(uri, dst_path=download)
+        except Exception as exc:
+            raise RegistryError(
+                f"loading model {self.model_name!r} version {target.version} failed: {_short(exc)}"
+            ) from exc
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def version(self, version: int) -> ModelVersionInfo:
+        """One version; RegistryError naming the model and version if it does not exist."""
+        with self._mlflow(f"reading model {self.model_name!r} version {version}"):
+            try:
+                mv = self._client.get_model_version(self.model_name, str(int(version)))
+            except MlflowException as exc:
+                if _is_not_found(exc):
+                    raise RegistryError(f"model {self.model_name!r} has no version {version}") from exc
+                raise
+            return self._info(mv)
+
+    def versions(self) -> list[ModelVersionInfo]:
+        """Every version, newest first; ``[]`` when the registered model does not exist yet."""
+        quoted = self.model_name.replace("\\", "\\\\").replace("'", "\\'")
+        found: list[ModelVersion] = []
+        with self._mlflow(f"listing versions of model {self.model_name!r}"):
+            try:
+                registered = self._client.get_registered_model(self.model_name)
+            except MlflowException as exc:
+                if _is_not_found(exc):
+                    return []
+                raise
+            # search results carry no aliases on every store: take them from the registered model
+            aliases: dict[str, list[str]] = {}
+            for alias, version in (registered.aliases or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+            token: str | None = None
+            while True:
+                page = self._client.search_model_versions(
+                    filter_string=f"name = '{quoted}'", max_results=1000, page_token=token
+                )
+                found.extend(mv for mv in page if mv.name == self.model_name)
+                token = page.token
+                if not token:
+                    break
+            for mv in found:
+                mv.aliases = aliases.get(str(mv.version), [])
+            runs: dict[str, Any] = {}
+            infos = [self._info(mv, runs) for mv in found]
+        return sorted(infos, key=lambda info: info.version, reverse=True)
+
+    def alias_version(self, alias: str) -> ModelVersionInfo | None:
+        """The version an alias points at; ``None`` when the alias is unset or the model missing."""
+        mv = self._alias_mv(alias)
+        if mv is None:
+            return None
+        with self._mlflow(f"reading model {self.model_name!r} version {mv.version}"):
+            return self._info(mv)
+
+    def _alias_mv(self, alias: str) -> ModelVersion | None:
+        with self._mlflow(f"reading alias {alias!r} of model {self.model_name!r}"):
+            try:
+                return self._client.get_model_version_by_alias(self.model_name, alias)
+            except MlflowException as exc:
+                # sqlite answers INVALID_PARAMETER_VALUE for an unset alias, NOT_FOUND for no model
+                if _is_not_found(exc) or _error_code(exc) == "INVALID_PARAMETER_VALUE":
+                    return None
+                raise
+
+    def champion(self) -> ModelVersionInfo | None:
+        return self.alias_version(ALIAS_CHAMPION)
+
+    def set_tags(self, version: int, tags: dict[str, str]) -> None:
+        """Set (overwrite) tags on one version."""
+        self.version(version)  # clean error when missing
+        with self._mlflow(f"tagging model {self.model_name!r} version {version}"):
+            for key, value in tags.items():
+                self._client.set_model_version_tag(self.model_name, str(int(version)), str(key), str(value))
+
+    # -- alias moves -------------------------------------------------------------------------------
+
+    def move_alias(self, alias: str, version: int, *, actor: str, reason: str, run_id: str | None = None) -> AliasMove:
+        """Point ``alias`` at ``version`` and append the move to the audit log."""
+        return self._move(alias, version, actor=actor, reason=reason, run_id=run_id, action="move")
+
+    def _move(self, alias: str, version: int, *, actor: str, reason: str, run_id: str | None, action: str) -> AliasMove:
+        with self._audit_locked():
+            self.version(version)  # clean error when missing
+            current = self._alias_mv(alias)
+            from_version = int(current.version) if current is not None else None
+            with self._mlflow(f"moving alias {alias!r} of model {self.model_name!r} to version {version}"):
+                self._client.set_registered_model_alias(self.model_name, alias, str(int(version)))
+            move = AliasMove(
+                at=_now_iso(),
+                model=self.model_name,
+                alias=alias,
+                from_version=from_version,
+                to_version=int(version),
+                actor=actor,
+                reason=reason,
+                run_id=run_id,
+                action=action,
+            )
+            self._append_or_undo(move)
+        return move
+
+    def clear_alias(self, alias: str, *, actor: str, reason: str, run_id: str | None = None) -> AliasMove:
+        """Remove ``alias`` from the model and record it; RegistryError when it is not set."""
+        with self._audit_locked():
+            current = self._alias_mv(alias)
+            if current is None:
+                raise RegistryError(f"alias {alias!r} of model {self.model_name!r} is not set")
+            with self._mlflow(f"removing alias {alias!r} of model {self.model_name!r}"):
+                self._client.delete_registered_model_alias(self.model_name, alias)
+            move = AliasMove(
+                at=_now_iso(),
+                model=self.model_name,
+                alias=alias,
+                from_version=int(current.version),
+                to_version=None,
+                actor=actor,
+                reason=reason,
+                run_id=run_id,
+                action="clear",
+            )
+            self._append_or_undo(move)
+        return move
+
+    def promote(
+        self,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        run_id: str | None = None,
+        force: bool = False,
+    ) -> AliasMove:
+        """Make ``version`` the champion, unless the model gate rejected it (``force`` overrides)."""
+        with self._audit_locked():
+            target = self.version(version)
+            if target.tags.get(TAG_GATE) == "rejected":
+                gate_reason = target.tags.get(TAG_GATE_REASON, "no reason recorded")
+                if not force:
+                    raise PromotionRefused(
+                        f"refusing to promote model {self.model_name!r} version {version}: "
+                        f"the model gate rejected it ({gate_reason}); pass force=True to override"
+                    )
+                reason = f"{reason} [forced past gate rejection: {gate_reason}]"
+            if ALIAS_CHAMPION in target.aliases:
+                raise RegistryError(f"model {self.model_name!r} version {version} already is the champion")
+            return self._move(ALIAS_CHAMPION, version, actor=actor, reason=reason, run_id=run_id, action="promote")
+
+    def rollback(self, *, actor: str, reason: str, to_version: int | None = None) -> AliasMove:
+        """Move the champion back: to ``to_version``, or to the champion before the current one."""
+        with self._audit_locked():
+            current = self._alias_mv(ALIAS_CHAMPION)
+            if current is None:
+                raise RegistryError(f"model {self.model_name!r} has no champion to roll back")
+            current_version = int(current.version)
+            if to_version is None:
+                to_version = self._previous_champion(current_version)
+                if to_version is None:
+                    raise RegistryError(
+                        f"model {self.model_name!r} has no earlier champion than version "
+                        f"{current_version} in the audit log {self.audit_path}; pass to_version"
+                    )
+            if int(to_version) == current_version:
+                raise RegistryError(f"model {self.model_name!r} version {to_version} already is the champion")
+            return self._move(
+                ALIAS_CHAMPION, int(to_version), actor=actor, reason=reason, run_id=None, action="rollback"
+            )
+
+    def _previous_champion(self, current: int) -> int | None:
+        """Replay champion moves as a stack: promotions push, rollbacks pop back to their target.
+
+        Rolling back twice therefore walks further back (v3 -> v2 -> v1) instead of undoing the
+        first rollback; moves made outside ct-notebooks are stitched in from ``from_version``.
+        """
+        stack: list[int] = []
+        for move in self.audit_log(ALIAS_CHAMPION):
+            if move.to_version is None:
+                stack = []
+                continue
+            if move.from_version is not None and (not stack or stack[-1] != move.from_version):
+                stack.append(move.from_version)
+            if move.action == "rollback" and move.to_version in stack:
+                while stack[-1] != move.to_version:
+                    stack.pop()
+            elif not stack or stack[-1] != move.to_version:
+                stack.append(move.to_version)
+        if not stack or stack[-1] != current:
+            stack.append(current)
+        return stack[-2] if len(stack) >= 2 else None
+
+    # -- audit log ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _audit_locked(self) -> Iterator[None]:
+        try:
+            self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                yield
+        except filelock.Timeout as exc:
+            raise RegistryError(
+                f"the audit log {self.audit_path} of model {self.model_name!r} is locked by another "
+                f"process (waited {AUDIT_LOCK_TIMEOUT_S:.0f} s)"
+            ) from exc
+        except OSError as exc:
+            raise RegistryError(f"cannot use the audit log {self.audit_path}: {_short(exc)}") from exc
+
+    def _append_or_undo(self, move: AliasMove) -> None:
+        """Append ``move``; if that fails, put the alias back so MLflow and the log agree."""
+        try:
+            _append_line(self.audit_path, json.dumps(move.to_dict(), sort_keys=True))
+        except OSError as exc:
+            with contextlib.suppress(MlflowException, OSError):
+                if move.from_version is None:
+                    self._client.delete_registered_model_alias(self.model_name, move.alias)
+                else:
+                    self._client.set_registered_model_alias(self.model_name, move.alias, str(move.from_version))
+            raise RegistryError(
+                f"could not record the move of alias {move.alias!r} of model {self.model_name!r} in "
+                f"{self.audit_path} ({_short(exc)}); the alias was put back"
+            ) from exc
+
+    def audit_log(self, alias: str | None = None) -> list[AliasMove]:
+        """Alias moves of this model, oldest first; ``[]`` when the log does not exist."""
+        try:
+            text = self.audit_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise RegistryError(f"cannot read the audit log {self.audit_path}: {_short(exc)}") from exc
+        moves = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                move = AliasMove.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError) as exc:
+                if number == len(text.splitlines()) and not text.endswith("\n"):
+                    continue  # a torn final line from a crash mid-append
+                raise RegistryError(f"audit log {self.audit_path} line {number} is not valid: {exc}") from exc
+            if move.model == self.model_name and (alias is None or move.alias == alias):
+                moves.append(move)
+        return moves
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one line in a single write and fsync it (and the folder when the file is new)."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,391 @@
+"""Execute a pipeline: validate parameters, run each stage notebook, record outputs, archive, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from filelock import FileLock, Timeout
+
+from .archive import Archive, atomic_write_json, new_run_id
+from .config import StageConfig
+from .errors import ResumeError, RunInProgress, StageFailed
+from .executors import Executor, LocalExecutor, StageJob
+from .models import Outcome, RunRecord, RunStatus, StageRecord, utcnow
+from .params import declared_parameters, split_overrides, validate_parameters
+from .project import Project
+from .stage import CONTEXT_PARAMETER, OUTPUTS_DIR, read_outputs
+
+LINEAGE_PACKAGES = ("ct-notebooks", "papermill", "nbclient", "mlflow", "evidently", "scikit-learn", "pandas", "numpy")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """Progress of a run, for people watching it."""
+
+    kind: str  # run_started | stage_started | cell | stage_finished | run_finished
+    run_id: str
+    pipeline: str
+    stage: str | None = None
+    index: int = 0
+    total: int = 0
+    cell: int = 0
+    cells: int = 0
+    status: str | None = None
+
+
+EventCallback = Callable[[RunEvent], None]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LINEAGE_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def _git_commit(root: Path) -> str | None:
+    if shutil.which("git") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _cells_seconds(notebook: Path) -> float:
+    """Seconds spent in cells according to Papermill's per-cell metadata."""
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except (OSError, ValueError):
+        return 0.0
+    total = 0.0
+    for cell in nb.cells:
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if isinstance(duration, int | float):
+            total += float(duration)
+    return total
+
+
+def export_html(notebook: Path, target: Path) -> Path:
+    """Render an executed notebook to standalone HTML."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
+    from .archive import atomic_write_bytes
+
+    atomic_write_bytes(target, body.encode("utf-8"))
+    return target
+
+
+class Runner:
+    """Runs pipelines of a project, one run per pipeline at a time."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        executor: Executor | None = None,
+        on_event: EventCallback | None = None,
+        html: bool | None = None,
+    ) -> None:
+        self.project = project
+        self.archive = Archive(project.runs_dir, project.index_path)
+        self._executor = executor
+        self.on_event = on_event
+        self.html = project.config.runner.html if html is None else html
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            self._executor = LocalExecutor()
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _emit(self, event: RunEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan(
+        self,
+        pipeline: str,
+        overrides: list[tuple[str | None, str, Any]] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Validated parameters for every stage (config values, then overrides); no kernel starts."""
+        config = self.project.pipeline(pipeline)
+        declared = {s.name: declared_parameters(self.project.notebook_path(s.notebook)) for s in config.stages}
+        extra = split_overrides(list(overrides or []), declared)
+        plan: dict[str, dict[str, Any]] = {}
+        for stage in config.stages:
+            values = {**stage.parameters, **extra[stage.name]}
+            if CONTEXT_PARAMETER in values:
+                from .errors import ParameterError
+
+                raise ParameterError(f"stage {stage.name!r}: {CONTEXT_PARAMETER} is set by the runner")
+            plan[stage.name] = validate_parameters(
+                self.project.notebook_path(stage.notebook), values, stage=stage.name
+            )
+        return plan
+
+    @contextlib.contextmanager
+    def _pipeline_lock(self, pipeline: str) -> Iterator[Path]:
+        locks = self.project.locks_dir
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{pipeline}.lock"))
+        owner = locks / f"{pipeline}.owner.json"
+        wait = self.project.config.runner.on_busy == "wait"
+        try:
+            lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            holder = "another run"
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads(owner.read_text())
+                holder = f"run {info.get('run_id')} (pid {info.get('pid')})"
+            raise RunInProgress(
+                f"pipeline {pipeline!r} of project {self.project.name!r} is already running: {holder}; "
+                "wait for it or set runner.on_busy: wait"
+            ) from None
+        try:
+            yield owner
+        finally:
+            with contextlib.suppress(OSError):
+                owner.unlink()
+            lock.release()
+
+    # -- running -------------------------------------------------------------------------------
+    def run(
+        self,
+        pipeline: str,
+        *,
+        overrides: list[tuple[str | None, str, Any]] | None = None,
+        trigger: str = "manual",
+        reason: str = "",
+        decision: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> RunRecord:
+        """Execute ``pipeline`` and return its archived record (failed runs are returned, not raised)."""
+        plan = self.plan(pipeline, overrides)
+        config = self.project.pipeline(pipeline)
+        first = config.stages[0]
+        self.executor.prepare(self.project.config.runner.kernel_name, self._cwd(first))
+        with self._pipeline_lock(pipeline) as owner:
+            record = RunRecord(
+                run_id=run_id or new_run_id(),
+                pipeline=pipeline,
+                trigger=trigger,
+                reason=reason,
+                decision=decision,
+                parameters=plan,
+                stages=[StageRecord(name=s.name, notebook=s.notebook, parameters=plan[s.name]) for s in config.stages],
+                lineage={"project_commit": _git_commit(self.project.root), "packages": _package_versions()},
+            )
+            atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
+            self.archive.create(record)
+            return self._execute(record, config.stages, start=0)
+
+    def resume(self, run_id: str) -> RunRecord:
+        """Re-run a stopped run from its failed stage, reusing the outputs earlier stages recorded."""
+        record = self.archive.load(run_id)
+        resumable = record.status.is_failure or record.status == RunStatus.BLOCKED
+        if not resumable:
+            raise ResumeError(f"run {run_id} is {record.status}; only failed, timed-out, "
+                              "kernel-died, cancelled or blocked runs can be resumed")
+        config = self.project.pipeline(record.pipeline)
+        names = [s.name for s in config.stages]
+        if names != [s.name for s in record.stages]:
+            raise ResumeError(f"run {run_id}: the stages of pipeline {record.pipeline!r} changed since the run")
+        start = next(i for i, s in enumerate(record.stages) if s.status != RunStatus.SUCCEEDED)
+        for stage_config in config.stages:
+            validate_parameters(
+                self.project.notebook_path(stage_config.notebook),
+                record.parameters.get(stage_config.name, {}),
+                stage=stage_config.name,
+            )
+        run_dir = self.archive.run_dir(record.pipeline, record.run_id)
+        attempt_dir = run_dir / "attempts" / str(record.attempts)
+        for position in range(start, len(record.stages)):
+            old = record.stages[position]
+            for rel in (old.executed_notebook, old.html, f"{OUTPUTS_DIR}/{old.name}.json"):
+                if rel and (run_dir / rel).exists():
+                    attempt_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(run_dir / rel), str(attempt_dir / Path(rel).name))
+            record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters)
+        self.executor.prepare(self.project.config.runner.kernel_name, self._cwd(config.stages[start]))
+        with self._pipeline_lock(record.pipeline) as owner:
+            atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
+            record.attempts += 1
+            record.error = None
+            record.failed_stage = None
+            record.outcome = Outcome.NONE
+            record.outcome_detail = {}
+            return self._execute(record, config.stages, start=start)
+
+    def _cwd(self, stage: StageConfig) -> Path:
+        return self.project.notebook_path(stage.notebook).parent
+
+    def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int) -> RunRecord:
+        run_dir = self.archive.run_dir(record.pipeline, record.run_id)
+        kernel_name = self.project.config.runner.kernel_name
+        record.status = RunStatus.RUNNING
+        record.started_at = record.started_at or utcnow()
+        record.pid, record.host = os.getpid(), platform.node()
+        self.archive.save(record)
+        self._emit(RunEvent("run_started", record.run_id, record.pipeline, total=len(stages)))
+        began = time.perf_counter()
+        html_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctn-html") if self.html else None
+        html_jobs: list[tuple[StageRecord, Future[Path]]] = []
+        try:
+            for index in range(start, len(stages)):
+                if not self._run_one(record, stages, index, run_dir, kernel_name, html_pool, html_jobs):
+                    break
+        except BaseException:
+            record.status = RunStatus.CANCELLED
+            record.error = record.error or "run interrupted"
+            for stage in record.stages:
+                if stage.status == RunStatus.RUNNING:
+                    stage.status = RunStatus.CANCELLED
+            raise
+        finally:
+            if html_pool is not None:
+                html_pool.shutdown(wait=True)
+                for stage_record, job in html_jobs:
+                    with contextlib.suppress(Exception):
+                        stage_record.html = job.result().relative_to(run_dir).as_posix()
+            if record.status == RunStatus.RUNNING:
+                record.status = RunStatus.SUCCEEDED
+            self._finish(record, run_dir)
+            record.ended_at = utcnow()
+            record.duration_s = round((record.duration_s or 0.0) + time.perf_counter() - began, 4)
+            self.archive.save(record)
+            self._emit(RunEvent("run_finished", record.run_id, record.pipeline, status=str(record.status)))
+        return record
+
+    def _run_one(
+        self,
+        record: RunRecord,
+        stages: list[StageConfig],
+        index: int,
+        run_dir: Path,
+        kernel_name: str,
+        html_pool: ThreadPoolExecutor | None,
+        html_jobs: list[tuple[StageRecord, Future[Path]]],
+    ) -> bool:
+        """Run stage ``index``; False when the run must stop."""
+        stage = stages[index]
+        stage_record = record.stages[index]
+        notebook = self.project.notebook_path(stage.notebook)
+        output = run_dir / f"{index + 1:02d}-{stage.name}.ipynb"
+        stage_record.status = RunStatus.RUNNING
+        stage_record.started_at = utcnow()
+        stage_record.notebook_sha256 = _sha256(notebook)
+        stage_record.executed_notebook = output.name
+        self.archive.save(record)
+        self._emit(RunEvent("stage_started", record.run_id, record.pipeline, stage.name, index + 1, len(stages)))
+        context = {
+            "project_dir": str(self.project.root),
+            "run_dir": str(run_dir),
+            "run_id": record.run_id,
+            "pipeline": record.pipeline,
+            "stage": stage.name,
+            "upstream": record.outputs(),
+        }
+        job = StageJob(
+            stage=stage.name,
+            input_notebook=notebook,
+            output_notebook=output,
+            parameters={**stage_record.parameters, CONTEXT_PARAMETER: context},
+            timeout_s=stage.timeout_s or self.project.config.runner.stage_timeout_s,
+            kernel_name=kernel_name,
+            cwd=notebook.parent,
+        )
+
+        def on_cell(cell: int, cells: int) -> None:
+            self._emit(
+                RunEvent("cell", record.run_id, record.pipeline, stage.name, index + 1, len(stages), cell, cells)
+            )
+
+        result = self.executor.run_stage(job, on_cell)
+        outputs = read_outputs(run_dir).get(stage.name, {})
+        cells_s = _cells_seconds(output) if output.exists() else 0.0
+        stage_record.status = result.status
+        stage_record.error = result.error
+        stage_record.outputs = outputs
+        stage_record.ended_at = utcnow()
+        stage_record.duration_s = round(result.wall_s, 4)
+        stage_record.cpu_s = None if result.cpu_s is None else round(result.cpu_s, 4)
+        stage_record.overhead_s = round(max(0.0, result.wall_s - cells_s), 4)
+        if not output.exists():
+            stage_record.executed_notebook = None
+        if html_pool is not None and output.exists():
+            html_jobs.append((stage_record, html_pool.submit(export_html, output, output.with_suffix(".html"))))
+        if isinstance(outputs.get("mlflow_run_id"), str):
+            record.mlflow_run_ids.append(outputs["mlflow_run_id"])
+        if isinstance(outputs.get("data_fingerprint"), str):
+            record.lineage.setdefault("data_fingerprints", {})[stage.name] = outputs["data_fingerprint"]
+        record.lineage.setdefault("notebooks", {})[stage.name] = stage_record.notebook_sha256
+        self._emit(RunEvent("stage_finished", record.run_id, record.pipeline, stage.name, index + 1, len(stages),
+                            status=str(result.status)))
+        if result.status == RunStatus.SUCCEEDED:
+            self.archive.save(record)
+            return True
+        record.status = result.status
+        record.failed_stage = stage.name
+        error = result.error
+        failure = StageFailed(
+            stage.name,
+            status=str(result.status),
+            cell_index=error.cell_index if error else None,
+            ename=error.ename if error else "Error",
+            evalue=error.evalue if error else "",
+            notebook=stage_record.executed_notebook,
+        )
+        record.error = str(failure)
+        for later in record.stages[index + 1:]:
+            later.status = RunStatus.SKIPPED
+        return False
+
+    @staticmethod
+    def _finish(record: RunRecord, run_dir: Path) -> None:
+        """Take the outcome from the stage that recorded one; failed or blocked runs have none."""
+        if record.status != RunStatus.SUCCEEDED:
+            record.outcome = Outcome.NONE
+            if record.status == RunStatus.BLOCKED:
+                record.outcome_detail = {"reason": "blocked by the data gate", "stage": record.failed_stage}
+            return
+        for stage in reversed(record.stages):
+            outcome = stage.outputs.get("outcome")
+            if isinstance(outcome, dict) and outcome.get("decision") in {o.value for o in Outcome}:
+                record.outcome = Outcome(outcome["decision"])
+                record.outcome_detail = outcome
+                return

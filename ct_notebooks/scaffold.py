@@ -1,0 +1,91 @@
+"""Create a project folder: ``ct.yaml``, stage notebooks copied from the templates, the landing zone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from .config import CONFIG_FILE, parse_config
+from .errors import CTError
+
+STAGE_NOTEBOOKS = ("ingest", "validate", "train", "evaluate", "register", "score", "drift", "performance")
+
+GITIGNORE = """# ct-notebooks local state (MLflow store, run index, locks)
+.ct/
+"""
+
+CONFIG_TEMPLATE = """# ct-notebooks project configuration. Reference: `ctn config-reference` or the README.
+name: {name}
+data:
+  incoming: data/incoming        # new batches (CSV or Parquet) land here
+  format: auto                   # auto | csv | parquet
+  target: {target}               # column to predict
+  time_column: {time_column}     # orders rows in time; the holdout is the latest rows
+  id_column: null
+  segment_column: null
+model:
+  registered_name: {name}
+  task: classification           # classification | regression
+  estimator: hist_gradient_boosting
+  params: {{}}
+  primary_metric: roc_auc
+  secondary_metrics: [accuracy, f1, log_loss]
+gates:
+  data:
+    max_missing_share: 0.2
+    max_duplicate_share: 0.05
+    max_drift_share: 0.75
+  model:
+    min_delta: 0.0               # contender must beat the champion by at least this (signed)
+    bootstrap: {{samples: 200, confidence: 0.95, require_significant: false}}
+    max_latency_ms_per_1k_rows: null
+    max_size_mb: null
+mlflow:
+  tracking_uri: null             # default: sqlite:///.ct/mlflow.db inside the project
+"""
+
+
+def templates_dir() -> Path:
+    """Folder of the stage notebook templates (inside the wheel, or the source tree)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_templates", here.parent / "templates"):
+        if (candidate / "ingest.ipynb").is_file():
+            return candidate
+    raise CTError(f"stage templates not found next to {here}")
+
+
+def init_project(
+    folder: Path,
+    *,
+    name: str | None = None,
+    target: str = "target",
+    time_column: str = "timestamp",
+    config: dict[str, object] | None = None,
+    force: bool = False,
+) -> Path:
+    """Scaffold a project in ``folder``; refuses to overwrite an existing ``ct.yaml`` unless ``force``."""
+    folder = folder.resolve()
+    config_path = folder / CONFIG_FILE
+    if config_path.exists() and not force:
+        raise CTError(f"{config_path} already exists (use --force to overwrite)")
+    project_name = name or folder.name
+    if config is None:
+        text = CONFIG_TEMPLATE.format(name=project_name, target=target, time_column=time_column)
+        parse_config(yaml.safe_load(text), source=str(config_path))
+    else:
+        parse_config(config, source=str(config_path))
+        text = yaml.safe_dump(config, sort_keys=False)
+    for sub in ("notebooks", "data/incoming", "runs"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    source = templates_dir()
+    for stage in STAGE_NOTEBOOKS:
+        target_nb = folder / "notebooks" / f"{stage}.ipynb"
+        if force or not target_nb.exists():
+            shutil.copyfile(source / f"{stage}.ipynb", target_nb)
+    config_path.write_text(text, encoding="utf-8")
+    gitignore = folder / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text(GITIGNORE, encoding="utf-8")
+    return folder

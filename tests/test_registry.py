@@ -1,0 +1,419 @@
+"""Tests of ct_notebooks.registry against real MLflow stores (sqlite files and a loopback server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ct_notebooks.errors import PromotionRefused, RegistryError
+from ct_notebooks.registry import (
+    AliasMove,
+    ModelVersionInfo,
+    Registry,
+    pinned_pip_requirements,
+)
+
+MODEL = "churn"
+EXPERIMENT = "ct-test"
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: Pipeline
+    X: pd.DataFrame
+    y: pd.Series
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame(rng.normal(size=(200, 4)), columns=["tenure", "spend", "calls", "age"])
+    y = pd.Series((X["tenure"] + 0.5 * X["spend"] > 0).astype(int), name="churned")
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    return Trained(model=model, X=X, y=y)
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow sqlite db: copying it spares each test MLflow's ~1.5 s of migrations."""
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    assert Registry(f"sqlite:///{db}", MODEL, experiment=EXPERIMENT, audit_log=db.parent / "a.jsonl").versions() == []
+    return db
+
+
+def make_registry(folder: Path, template: Path, name: str = MODEL) -> Registry:
+    ct = folder / ".ct"
+    ct.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, ct / "mlflow.db")
+    return Registry(
+        f"sqlite:///{ct / 'mlflow.db'}", name, experiment=EXPERIMENT, audit_log=ct / "audit" / "aliases.jsonl"
+    )
+
+
+@pytest.fixture
+def reg(tmp_path: Path, empty_store: Path) -> Registry:
+    return make_registry(tmp_path, empty_store)
+
+
+def log(reg: Registry, trained: Trained, *, model: Any = None, accuracy: float = 0.9, **tags: str) -> ModelVersionInfo:
+    return reg.log_and_register(
+        trained.model if model is None else model,
+        run_name="train",
+        params={"C": 1.0, "features": 4},
+        metrics={"accuracy": accuracy},
+        input_example=trained.X.head(5),
+        tags={"ct.pipeline": "train", **tags},
+    )
+
+
+def test_log_and_register_numbers_versions_and_moves_contender(reg: Registry, trained: Trained) -> None:
+    t0 = time.perf_counter()
+    v1 = log(reg, trained, accuracy=0.81, **{"ct.run_id": "20261126T101500Z-3fa9c1"})
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    v2 = log(reg, trained, accuracy=0.84)
+    warm_s = time.perf_counter() - t0
+    print(f"\nlog+register+alias: first {first_s:.3f} s (creates experiment), then {warm_s:.3f} s")
+
+    assert (v1.version, v2.version) == (1, 2)
+    assert v1.run_id and v2.run_id and v1.run_id != v2.run_id
+    assert v1.metrics == {"accuracy": 0.81} and v1.params == {"C": "1.0", "features": "4"}
+    assert v1.tags["ct.pipeline"] == "train" and v1.tags["ct.run_id"] == "20261126T101500Z-3fa9c1"
+    assert v1.size_bytes is not None and v1.size_bytes > 500
+    assert v1.tags["ct.size_bytes"] == str(v1.size_bytes)
+    assert v1.created_at.endswith("Z") and v1.created_at[:2] == "20"
+    assert v2.aliases == ("contender",)
+    assert reg.version(1).aliases == ()
+    assert reg.alias_version("contender") == reg.version(2)
+
+    moves = reg.audit_log("contender")
+    assert [(m.from_version, m.to_version, m.action) for m in moves] == [(None, 1, "register"), (1, 2, "register")]
+    assert moves[0].run_id == "20261126T101500Z-3fa9c1" and moves[1].run_id is None
+    assert warm_s <= 1.2, f"log+register+alias took {warm_s:.2f} s (target 1.2 s)"
+
+
+def test_pinned_requirements_are_what_the_logged_model_records(reg: Registry, trained: Trained) -> None:
+    pins = pinned_pip_requirements()
+    names = [p.split("==")[0] for p in pins]
+    assert names == ["scikit-learn", "pandas", "numpy", "scipy", "cloudpickle"]
+    assert all(p.count("==") == 1 and p.split("==")[1][0].isdigit() for p in pins)
+    pins.append("mutating the copy must not change the cache")
+    assert len(pinned_pip_requirements()) == 5
+
+    info = log(reg, trained)
+    # the experiment keeps its artifacts next to the sqlite db
+    found = list((reg.audit_path.parent.parent / "mlartifacts").rglob("requirements.txt"))
+    assert len(found) == 1
+    recorded = found[0].read_text().split()
+    assert set(pinned_pip_requirements()) <= set(recorded)
+    assert any(r.startswith("mlflow==") for r in recorded)
+    assert info.size_bytes == sum(f.stat().st_size for f in found[0].parent.rglob("*") if f.is_file())
+
+
+def test_load_model_by_version_and_alias_predicts(reg: Registry, trained: Trained) -> None:
+    zeros = DummyClassifier(strategy="constant", constant=0).fit(trained.X, trained.y)
+    log(reg, trained)
+    log(reg, trained, model=zeros)
+    reg.promote(1, actor="ana", reason="first")
+
+    expected = trained.model.predict(trained.X)
+    assert expected.min() == 0 and expected.max() == 1
+    np.testing.assert_array_equal(reg.load_model(1).predict(trained.X), expected)
+    np.testing.assert_array_equal(reg.load_model("1").predict(trained.X), expected)
+    np.testing.assert_array_equal(reg.load_model("champion").predict(trained.X), expected)
+    assert reg.load_model("contender").predict(trained.X).tolist() == [0] * len(trained.X)
+    with pytest.raises(RegistryError, match=r"'churn' has no version with alias 'staging'"):
+        reg.load_model("staging")
+    with pytest.raises(RegistryError, match=r"'churn' has no version 9"):
+        reg.load_model(9)
+
+
+def test_promote_sets_champion_and_audits_each_move(reg: Registry, trained: Trained) -> None:
+    log(reg, trained)
+    log(reg, trained)
+    assert reg.champion() is None
+
+    first = reg.promote(1, actor="ana", reason="initial", run_id="run-a")
+    second = reg.promote(2, actor="bob", reason="better auc")
+    assert (first.from_version, first.to_version) == (None, 1)
+    assert (second.from_version, second.to_version, second.action) == (1, 2, "promote")
+    champion = reg.champion()
+    assert champion is not None and champion.version == 2
+    assert set(champion.aliases) == {"champion", "contender"}
+
+    log_moves = reg.audit_log("champion")
+    assert log_moves == [first, second]
+    assert log_moves[0].actor == "ana" and log_moves[0].run_id == "run-a" and log_moves[1].reason == "better auc"
+    assert len(reg.audit_log()) == 4  # two contender registrations + two promotions
+    lines = reg.audit_path.read_text().splitlines()
+    assert json.loads(lines[-1])["to_version"] == 2 and json.loads(lines[-1])["model"] == "churn"
+
+    with pytest.raises(RegistryError, match=r"version 2 already is the champion"):
+        reg.promote(2, actor="bob", reason="again")
+    assert len(reg.audit_log("champion")) == 2
+
+
+def test_rollback_walks_back_through_earlier_champions(reg: Registry, trained: Trained) -> None:
+    for _ in range(3):
+        log(reg, trained)
+    for v in (1, 2, 3):
+        reg.promote(v, actor="ci", reason=f"promote {v}")
+
+    back = reg.rollback(actor="oncall", reason="v3 misbehaves")
+    assert (back.from_version, back.to_version, back.action) == (3, 2, "rollback")
+    assert reg.champion() == reg.version(2)
+    # a second rollback goes further back instead of undoing the first one
+    assert reg.rollback(actor="oncall", reason="v2 too").to_version == 1
+    with pytest.raises(RegistryError, match=r"no earlier champion than version 1"):
+        reg.rollback(actor="oncall", reason="nothing left")
+
+    explicit = reg.rollback(actor="oncall", reason="v3 was fine after all", to_version=3)
+    assert (explicit.from_version, explicit.to_version) == (1, 3)
+    assert reg.champion() == reg.version(3)
+    assert reg.rollback(actor="oncall", reason="undo").to_version == 1
+    with pytest.raises(RegistryError, match=r"version 1 already is the champion"):
+        reg.rollback(actor="oncall", reason="same", to_version=1)
+    with pytest.raises(RegistryError, match=r"'churn' has no version 7"):
+        reg.rollback(actor="oncall", reason="typo", to_version=7)
+    assert [m.to_version for m in reg.audit_log("champion")] == [1, 2, 3, 2, 1, 3, 1]
+
+
+def test_rollback_without_an_earlier_champion_says_so(reg: Registry, trained: Trained) -> None:
+    with pytest.raises(RegistryError, match=r"'churn' has no champion to roll back"):
+        reg.rollback(actor="oncall", reason="panic")
+    log(reg, trained)
+    reg.promote(1, actor="ci", reason="first")
+    with pytest.raises(RegistryError, match=r"no earlier champion than version 1 in the audit log"):
+        reg.rollback(actor="oncall", reason="panic")
+    assert reg.champion() == reg.version(1)
+
+
+def test_gate_rejected_version_is_refused_unless_forced(reg: Registry, trained: Trained) -> None:
+    log(reg, trained)
+    reg.set_tags(1, {"ct.gate": "rejected", "ct.gate_reason": "auc 0.71 < champion 0.74 + 0.01"})
+    assert reg.version(1).tags["ct.gate"] == "rejected"
+
+    with pytest.raises(PromotionRefused, match=r"version 1: the model gate rejected it \(auc 0.71 < champion"):
+        reg.promote(1, actor="ana", reason="try")
+    assert reg.champion() is None and reg.audit_log("champion") == []
+
+    move = reg.promote(1, actor="ana", reason="incident override", force=True)
+    assert move.to_version == 1 and "forced past gate rejection" in move.reason
+    champion = reg.champion()
+    assert champion is not None and champion.version == 1
+
+
+def test_versions_lists_newest_first_with_aliases_metrics_and_tags(reg: Registry, trained: Trained) -> None:
+    assert reg.versions() == []
+    assert reg.alias_version("champion") is None
+    log(reg, trained, accuracy=0.7, team="a")
+    log(reg, trained, accuracy=0.8, team="b")
+    log(reg, trained, accuracy=0.9, team="c")
+    reg.promote(2, actor="ci", reason="best at the time")
+
+    listed = reg.versions()
+    assert [v.version for v in listed] == [3, 2, 1]
+    assert [v.aliases for v in listed] == [("contender",), ("champion",), ()]
+    assert [v.metrics["accuracy"] for v in listed] == [0.9, 0.8, 0.7]
+    assert [v.tags["team"] for v in listed] == ["c", "b", "a"]
+    assert listed[1] == reg.champion()
+    payload = json.loads(json.dumps([v.to_dict() for v in listed]))
+    assert payload[1]["aliases"] == ["champion"] and payload[0]["size_bytes"] == listed[0].size_bytes
+
+
+def test_missing_versions_raise_errors_naming_model_and_version(reg: Registry, trained: Trained) -> None:
+    with pytest.raises(RegistryError, match=r"model 'churn' has no version 42"):
+        reg.version(42)
+    log(reg, trained)
+    for call in (
+        lambda: reg.version(42),
+        lambda: reg.promote(42, actor="a", reason="r"),
+        lambda: reg.move_alias("canary", 42, actor="a", reason="r"),
+        lambda: reg.set_tags(42, {"x": "y"}),
+    ):
+        with pytest.raises(RegistryError, match=r"model 'churn' has no version 42") as info:
+            call()
+        assert "Traceback" not in str(info.value)
+    assert reg.alias_version("canary") is None
+
+
+def test_move_alias_and_clear_alias_are_audited(reg: Registry, trained: Trained) -> None:
+    log(reg, trained)
+    log(reg, trained)
+    reg.move_alias("canary", 1, actor="ana", reason="10% traffic")
+    reg.move_alias("canary", 2, actor="ana", reason="next")
+    cleared = reg.clear_alias("canary", actor="ana", reason="done")
+    assert (cleared.from_version, cleared.to_version, cleared.action) == (2, None, "clear")
+    assert reg.alias_version("canary") is None
+    assert [(m.from_version, m.to_version) for m in reg.audit_log("canary")] == [(None, 1), (1, 2), (2, None)]
+    with pytest.raises(RegistryError, match=r"alias 'canary' of model 'churn' is not set"):
+        reg.clear_alias("canary", actor="ana", reason="twice")
+    # the log round-trips through JSON
+    assert [
+        AliasMove.from_dict(json.loads(line)) for line in reg.audit_path.read_text().splitlines()
+    ] == reg.audit_log()
+
+
+def test_audit_log_missing_file_torn_line_and_other_models(tmp_path: Path, empty_store: Path, trained: Trained) -> None:
+    reg = make_registry(tmp_path, empty_store)
+    assert not reg.audit_path.exists() and reg.audit_log() == []
+    log(reg, trained)
+    other = Registry(reg.tracking_uri, "fraud", experiment=EXPERIMENT, audit_log=reg.audit_path)
+    log(other, trained)
+    assert [m.model for m in reg.audit_log()] == ["churn"] and [m.model for m in other.audit_log()] == ["fraud"]
+    with reg.audit_path.open("a") as fh:
+        fh.write('{"at": "2026-11-26T10:00:00.000Z", "model": "ch')  # crash mid-append
+    assert len(reg.audit_log()) == 1
+    reg.audit_path.write_text("not json\n" + reg.audit_path.read_text())
+    with pytest.raises(RegistryError, match=r"aliases.jsonl line 1 is not valid"):
+        reg.audit_log()
+
+
+def test_two_registries_on_different_stores_do_not_interfere(
+    tmp_path: Path, empty_store: Path, trained: Trained
+) -> None:
+    a = make_registry(tmp_path / "a", empty_store)
+    b = make_registry(tmp_path / "b", empty_store)
+    zeros = DummyClassifier(strategy="constant", constant=0).fit(trained.X, trained.y)
+    ones = DummyClassifier(strategy="constant", constant=1).fit(trained.X, trained.y)
+
+    assert log(a, trained, model=zeros).version == 1
+    assert log(b, trained, model=ones).version == 1
+    assert log(a, trained, model=zeros).version == 2
+    a.promote(2, actor="ci", reason="a")
+    b.promote(1, actor="ci", reason="b")
+
+    assert [v.version for v in a.versions()] == [2, 1] and [v.version for v in b.versions()] == [1]
+    assert a.load_model("champion").predict(trained.X.head(3)).tolist() == [0, 0, 0]
+    assert b.load_model("champion").predict(trained.X.head(3)).tolist() == [1, 1, 1]
+    assert a.load_model(1).predict(trained.X.head(1)).tolist() == [0]
+    assert len(list((tmp_path / "a" / ".ct" / "mlartifacts").rglob("MLmodel"))) == 2
+    assert len(list((tmp_path / "b" / ".ct" / "mlartifacts").rglob("MLmodel"))) == 1
+    assert a.audit_path != b.audit_path and len(b.audit_log("champion")) == 1
+
+
+def test_unserializable_model_is_a_registry_error_and_leaves_no_version(reg: Registry, trained: Trained) -> None:
+    class Locked:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def predict(self, X: pd.DataFrame) -> np.ndarray:
+            return np.zeros(len(X), dtype=int)
+
+    with pytest.raises(RegistryError, match=r"logging a new version of model 'churn' \(run 'train'\) failed") as info:
+        log(reg, trained, model=Locked())
+    assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
+    assert reg.versions() == [] and reg.alias_version("contender") is None
+
+
+def test_unreachable_tracking_server_fails_fast_with_registry_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    reg = Registry(f"http://127.0.0.1:{free_port()}", MODEL, experiment=EXPERIMENT, audit_log=tmp_path / "a.jsonl")
+    t0 = time.perf_counter()
+    with pytest.raises(RegistryError, match=r"listing versions of model 'churn' failed") as info:
+        reg.versions()
+    assert time.perf_counter() - t0 < 30
+    assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
+
+
+# -- a real `mlflow server` on loopback ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file = tmp_path / "server.log"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{tmp_path / 'srv.db'}",
+                "--artifacts-destination",
+                str(tmp_path / "art"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # its own process group, so the finalizer stops its workers too
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log_file.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not healthy after 60 s:\n{log_file.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+def test_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path, trained: Trained) -> None:
+    reg = Registry(mlflow_server, MODEL, experiment=EXPERIMENT, audit_log=tmp_path / "audit.jsonl")
+    assert reg.versions() == []
+    v1 = log(reg, trained)
+    v2 = log(reg, trained, accuracy=0.95)
+    assert (v1.version, v2.version) == (1, 2) and v2.aliases == ("contender",)
+    assert v1.size_bytes is not None and v1.size_bytes > 500
+
+    reg.promote(1, actor="ci", reason="first")
+    move = reg.promote(2, actor="ci", reason="better")
+    assert (move.from_version, move.to_version) == (1, 2)
+    champion = reg.champion()
+    assert champion is not None and champion.version == 2 and champion.metrics == {"accuracy": 0.95}
+    np.testing.assert_array_equal(reg.load_model("champion").predict(trained.X), trained.model.predict(trained.X))
+    assert reg.rollback(actor="oncall", reason="drill").to_version == 1
+    # artifacts went through the server's proxy into --artifacts-destination
+    assert len(list((tmp_path / "art").rglob("MLmodel"))) == 2

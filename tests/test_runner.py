@@ -1,0 +1,264 @@
+"""Runner: real kernels through Papermill on purpose-built notebooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+import yaml
+
+from ct_notebooks.archive import Archive
+from ct_notebooks.errors import ParameterError, ResumeError, RunInProgress
+from ct_notebooks.models import Outcome, RunStatus
+from ct_notebooks.params import parse_assignment
+from ct_notebooks.project import Project
+from ct_notebooks.runner import Runner
+
+NOTEBOOKS = Path(__file__).parent / "notebooks"
+
+
+def make_project(root: Path, stages: list[dict[str, Any]], **runner: Any) -> Project:
+    """A project whose single pipeline ``p`` runs the given test notebooks."""
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        source = stage.pop("source")
+        shutil.copyfile(NOTEBOOKS / f"{source}.ipynb", root / "notebooks" / f"{stage['name']}.ipynb")
+        stage["notebook"] = f"notebooks/{stage['name']}.ipynb"
+    config = {
+        "name": "runner-test",
+        "data": {"target": "y", "time_column": "t"},
+        "model": {"registered_name": "runner-test"},
+        "pipelines": {"p": {"stages": stages}},
+        "runner": {"html": True, **runner},
+    }
+    (root / "ct.yaml").write_text(yaml.safe_dump(config))
+    return Project.load(root, search_parents=False)
+
+
+def test_success_chains_outputs_and_archives_everything(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "first", "source": "ok", "parameters": {"value": 21}},
+        {"name": "second", "source": "consume"},
+    ])
+    events: list[str] = []
+    with Runner(project, on_event=lambda e: events.append(f"{e.kind}:{e.stage}")) as runner:
+        record = runner.run("p", reason="unit test")
+    assert record.status == RunStatus.SUCCEEDED
+    assert [s.status for s in record.stages] == [RunStatus.SUCCEEDED, RunStatus.SUCCEEDED]
+    assert record.stage("first").outputs["doubled"] == 42
+    assert record.stage("second").outputs == {"seen": 42, "plus_one": 43}
+    run_dir = tmp_path / "runs" / "p" / record.run_id
+    for name in ("01-first.ipynb", "01-first.html", "02-second.ipynb", "02-second.html", "run.json"):
+        assert (run_dir / name).is_file(), name
+    saved = json.loads((run_dir / "run.json").read_text())
+    assert saved["status"] == "succeeded" and saved["reason"] == "unit test"
+    assert saved["stages"][0]["parameters"] == {"value": 21}
+    assert set(saved["lineage"]["notebooks"]) == {"first", "second"}
+    assert "papermill" in saved["lineage"]["packages"]
+    assert all(s["duration_s"] > 0 and s["overhead_s"] >= 0 for s in saved["stages"])
+    # each stage ran in its own fresh kernel
+    assert record.stage("first").outputs["pid"] != os.getpid()
+    assert "stage_started:first" in events and "cell:second" in events and events[-1] == "run_finished:None"
+    listed = Archive(project.runs_dir, project.index_path).list(pipeline="p")
+    assert [r.run_id for r in listed] == [record.run_id]
+
+
+def test_cell_error_fails_the_stage_and_skips_the_rest(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "first", "source": "ok"},
+        {"name": "breaks", "source": "broken"},
+        {"name": "never", "source": "consume"},
+    ])
+    with Runner(project) as runner:
+        record = runner.run("p")
+    assert record.status == RunStatus.FAILED
+    assert record.failed_stage == "breaks"
+    stage = record.stage("breaks")
+    assert stage.status == RunStatus.FAILED
+    assert stage.error is not None and stage.error.ename == "ValueError"
+    assert "deliberate failure" in stage.error.evalue
+    assert stage.error.cell_index is not None
+    assert stage.outputs == {"before_failure": True}
+    assert record.stage("never").status == RunStatus.SKIPPED
+    assert "breaks" in (record.error or "") and "02-breaks.ipynb" in (record.error or "")
+    executed = nbformat.read(tmp_path / "runs" / "p" / record.run_id / "02-breaks.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_stage_timeout(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "sleepy", "source": "slow", "timeout_s": 3}])
+    started = time.perf_counter()
+    with Runner(project, html=False) as runner:
+        record = runner.run("p")
+    assert time.perf_counter() - started < 25
+    assert record.status == RunStatus.TIMED_OUT
+    stage = record.stage("sleepy")
+    assert stage.status == RunStatus.TIMED_OUT and stage.status.is_failure
+    assert stage.error is not None and "3 s" in stage.error.evalue
+    assert (tmp_path / "runs" / "p" / record.run_id / "01-sleepy.ipynb").is_file()
+
+
+def test_kernel_killed_mid_stage(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "victim", "source": "slow"}, {"name": "after", "source": "ok"}])
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pids = list(project.runs_dir.glob("p/*/kernel.pid"))
+            if pids and pids[0].read_text():
+                os.kill(int(pids[0].read_text()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    with Runner(project, html=False) as runner:
+        record = runner.run("p")
+    killer.join()
+    assert record.status == RunStatus.KERNEL_DIED
+    assert record.stage("victim").status == RunStatus.KERNEL_DIED
+    assert record.stage("after").status == RunStatus.SKIPPED
+    assert (tmp_path / "runs" / "p" / record.run_id / "01-victim.ipynb").is_file()
+
+
+def test_resume_reruns_from_the_failed_stage(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "first", "source": "ok", "parameters": {"value": 5}},
+        {"name": "breaks", "source": "broken"},
+        {"name": "last", "source": "consume"},
+    ])
+    with Runner(project, html=False) as runner:
+        failed = runner.run("p")
+    assert failed.status == RunStatus.FAILED
+    first_pid = failed.stage("first").outputs["pid"]
+    # the user fixes the notebook, then resumes
+    fixed = nbformat.read(tmp_path / "notebooks" / "breaks.ipynb", as_version=4)
+    for cell in fixed.cells:
+        cell.source = cell.source.replace("raise ValueError", "print")
+    nbformat.write(fixed, tmp_path / "notebooks" / "breaks.ipynb")
+    with Runner(project, html=False) as runner:
+        resumed = runner.resume(failed.run_id)
+    assert resumed.run_id == failed.run_id
+    assert resumed.status == RunStatus.SUCCEEDED and resumed.attempts == 2
+    assert resumed.stage("first").outputs["pid"] == first_pid  # not re-run
+    assert resumed.stage("last").outputs == {"seen": 10, "plus_one": 11}
+    assert resumed.stage("breaks").outputs == {"before_failure": True, "after_failure": True}
+    assert (tmp_path / "runs" / "p" / failed.run_id / "attempts" / "1" / "02-breaks.ipynb").is_file()
+    with Runner(project, html=False) as runner, pytest.raises(ResumeError, match="succeeded"):
+        runner.resume(failed.run_id)
+
+
+ODD_VALUES: list[Any] = [
+    'quote " and \' and """ and \\ backslash \\n not a newline',
+    "line\nbreak\ttab\r\x00nul",
+    "unicode: é ß 中文 🚀 \u2028",
+    "{ct_context} {{braces}} %s",
+    "'; import os; os.system('echo pwned') #",
+    {"nested": [1, 2.5, None, True, {"deep": "x"}], "empty": {}},
+    [[], [[]], ""],
+    12345678901234567890123,
+    0.1,
+    1e-300,
+    -0.0,
+    False,
+    None,
+]
+
+
+@pytest.mark.parametrize("payload", [ODD_VALUES])
+def test_odd_values_reach_the_kernel_exactly(tmp_path: Path, payload: list[Any]) -> None:
+    stages = [{"name": f"echo{i}", "source": "echo", "parameters": {"payload": v}} for i, v in enumerate(payload)]
+    project = make_project(tmp_path, stages[:1])
+    # one stage per value would be slow: send the whole list, and a CLI-parsed string too
+    text = 'he said "hi"\\n'
+    _, name, parsed = parse_assignment(f"text={text}")
+    with Runner(project, html=False) as runner:
+        record = runner.run("p", overrides=[("echo0", "payload", payload), (None, name, parsed)])
+    assert record.status == RunStatus.SUCCEEDED, record.error
+    outputs = record.stage("echo0").outputs
+    assert outputs["payload"] == payload
+    assert outputs["payload_type"] == "list"
+    assert outputs["text"] == text
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x=1;import os;os.system('touch pwned')#", "__import__('os')", "class", "a b", "naïve", "", "value\n"],
+)
+def test_parameter_names_carrying_code_are_rejected_before_any_kernel(tmp_path: Path, name: str) -> None:
+    project = make_project(tmp_path, [{"name": "first", "source": "ok"}])
+    runner = Runner(project)
+    with pytest.raises(ParameterError):
+        runner.run("p", overrides=[("first", name, 1)])
+    with pytest.raises(ParameterError):
+        runner.run("p", overrides=[(None, name, 1)])
+    assert runner._executor is None  # no kernel was ever started
+    assert not project.runs_dir.exists() or not any(project.runs_dir.rglob("run.json"))
+
+
+def test_undeclared_and_non_json_parameters_are_rejected(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "first", "source": "ok"}])
+    runner = Runner(project)
+    with pytest.raises(ParameterError, match=r"stage .first. does not declare .undeclared."):
+        runner.plan("p", [("first", "undeclared", 1)])
+    with pytest.raises(ParameterError, match="not a finite number"):
+        runner.plan("p", [("first", "value", float("nan"))])
+    with pytest.raises(ParameterError, match="set by the runner"):
+        runner.plan("p", [("first", "ct_context", {})])
+    with pytest.raises(ParameterError, match="no stage 'nope'"):
+        runner.plan("p", [("nope", "value", 1)])
+
+
+def test_notebook_without_parameters_cell_is_refused(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "plain", "source": "no_parameters"}])
+    with pytest.raises(ParameterError, match="no cell tagged 'parameters'"):
+        Runner(project).run("p")
+
+
+def test_data_gate_blocks_the_run(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "gate", "source": "gate", "parameters": {"violations": ["income: 40% missing", "x absent"]}},
+        {"name": "after", "source": "ok"},
+    ])
+    with Runner(project, html=False) as runner:
+        record = runner.run("p")
+    assert record.status == RunStatus.BLOCKED
+    assert record.outcome == Outcome.NONE
+    assert record.stage("gate").outputs == {"gate_passed": False, "violations": ["income: 40% missing", "x absent"]}
+    assert record.stage("after").status == RunStatus.SKIPPED
+    assert "income: 40% missing" in (record.error or "")
+
+
+def test_outcome_and_lineage_are_taken_from_stage_outputs(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "decide", "source": "outcome", "parameters": {"decision": "rejected"}}])
+    with Runner(project, html=False) as runner:
+        record = runner.run("p")
+    assert record.outcome == Outcome.REJECTED
+    assert record.outcome_detail["reason"] == "test rule"
+    assert record.mlflow_run_ids == ["r1"]
+    assert record.lineage["data_fingerprints"] == {"decide": "abc"}
+
+
+def test_second_run_of_a_pipeline_is_refused_while_one_runs(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [{"name": "sleepy", "source": "slow", "parameters": {"seconds": 6}}])
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(Runner(project, html=False).run("p")))
+    first.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(project.runs_dir.glob("p/*/kernel.pid")):
+        time.sleep(0.05)
+    running = Archive(project.runs_dir, project.index_path).list(pipeline="p")
+    assert running and running[0].status == RunStatus.RUNNING
+    with pytest.raises(RunInProgress, match=running[0].run_id):
+        Runner(project).run("p")
+    first.join()
+    assert results[0].status == RunStatus.SUCCEEDED
