@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,10 +95,20 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cancel_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so the runner records the run as cancelled."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .params import parse_assignment
     from .runner import Runner
 
+    _cancel_on_sigterm()
     project = _project(args)
     overrides = [parse_assignment(text) for text in args.param or []]
     with Runner(project, on_event=None if args.quiet else Progress()) as runner:
@@ -109,6 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from .runner import Runner
 
+    _cancel_on_sigterm()
     with Runner(_project(args), on_event=None if args.quiet else Progress()) as runner:
         record = runner.resume(args.run_id)
     print(_summary(record))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -28,9 +30,16 @@ from papermill.exceptions import PapermillExecutionError
 from .models import RunStatus, StageError
 from .params import install_translator
 
-#: modules imported by a kernel while it waits for its stage (quietly, outside the notebook's history)
-DEFAULT_WARM_IMPORTS = ("numpy", "pandas", "sklearn", "matplotlib.pyplot", "ct_notebooks.stage")
+#: modules every warm kernel imports while it waits for its stage (quietly, outside the notebook's history);
+#: the modules the stage notebook itself imports are added to these
+DEFAULT_WARM_IMPORTS = ("numpy", "pandas", "ct_notebooks.stage")
 ENGINE_NAME = "ct-notebooks"
+
+#: heavy modules that stage helpers import lazily, warmed when a notebook's code uses the helper
+IMPLIED_IMPORTS: dict[str, tuple[str, ...]] = {
+    ".registry(": ("ct_notebooks.registry", "mlflow.sklearn"),
+    "evidently_report(": ("evidently", "evidently.presets"),
+}
 
 CellCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
@@ -47,6 +56,7 @@ class StageJob:
     timeout_s: float
     kernel_name: str = "python3"
     cwd: Path | None = None
+    next_notebook: Path | None = None
 
 
 @dataclass
@@ -63,14 +73,56 @@ class StageResult:
 class Executor(Protocol):
     """Runs stage jobs; implementations decide where the kernels live."""
 
-    def prepare(self, kernel_name: str, cwd: Path | None) -> None:
-        """Optionally start resources for an upcoming stage ahead of time."""
+    def prepare(self, kernel_name: str, cwd: Path | None, notebook: Path | None = None) -> None:
+        """Optionally start resources for an upcoming stage (its notebook, if known) ahead of time."""
 
     def run_stage(self, job: StageJob, on_cell: CellCallback | None = None) -> StageResult:
         """Execute the stage notebook and report how it ended."""
 
     def close(self) -> None:
         """Release every resource."""
+
+
+@functools.lru_cache(maxsize=64)
+def _imports_cached(path: str, mtime_ns: int) -> tuple[str, ...]:
+    names: list[str] = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # magics and shell escapes
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.append(node.module)
+                names.extend(f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*")
+        for marker, modules in IMPLIED_IMPORTS.items():
+            if marker in cell.source:
+                names.extend(modules)
+    return tuple(dict.fromkeys(names))
+
+
+def notebook_imports(notebook: Path) -> tuple[str, ...]:
+    """Modules imported at the top level of a notebook's code cells, in order of appearance."""
+    try:
+        return _imports_cached(str(notebook), notebook.stat().st_mtime_ns)
+    except (OSError, ValueError):
+        return ()
+
+
+def _warm_code(modules: tuple[str, ...]) -> str:
+    return (
+        "import importlib as _ctn_importlib\n"
+        f"for _ctn_name in {list(modules)!r}:\n"
+        "    try:\n"
+        "        _ctn_importlib.import_module(_ctn_name)\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "del _ctn_importlib, _ctn_name\n"
+    )
 
 
 class ReadyKernelClient(AsyncKernelClient):
@@ -169,7 +221,7 @@ async def _start_kernel_async(kernel_name: str, cwd: Path | None, warm_imports: 
     try:
         await kc.wait_for_ready(timeout=120)
         if warm_imports:
-            code = "\n".join(f"import {name}" for name in warm_imports)
+            code = _warm_code(warm_imports)
             reply = await kc.execute_interactive(code, silent=True, store_history=False, timeout=180)
             if reply["content"].get("status") != "ok":
                 log.warning("warm-up imports failed: %s", reply["content"].get("evalue"))
@@ -230,10 +282,15 @@ class LocalExecutor:
         self._pending: tuple[str, Path | None, threading.Thread, list[Any]] | None = None
         self._stopping: list[threading.Thread] = []
 
-    def prepare(self, kernel_name: str, cwd: Path | None) -> None:
-        """Start (in the background) a kernel for the next stage."""
+    def _imports_for(self, notebook: Path | None) -> tuple[str, ...]:
+        extra = notebook_imports(notebook) if notebook is not None else ()
+        return tuple(dict.fromkeys((*self.warm_imports, *extra)))
+
+    def prepare(self, kernel_name: str, cwd: Path | None, notebook: Path | None = None) -> None:
+        """Start (in the background) a kernel for the next stage, importing what its notebook imports."""
         if not self.prestart:
             return
+        imports = self._imports_for(notebook)
         with self._lock:
             if self._pending is not None:
                 return
@@ -241,7 +298,7 @@ class LocalExecutor:
 
             def start() -> None:
                 try:
-                    box.append(_start_kernel(kernel_name, cwd, self.warm_imports))
+                    box.append(_start_kernel(kernel_name, cwd, imports))
                 except Exception as exc:
                     box.append(exc)
 
@@ -249,7 +306,7 @@ class LocalExecutor:
             thread.start()
             self._pending = (kernel_name, cwd, thread, box)
 
-    def _take(self, kernel_name: str, cwd: Path | None) -> _WarmKernel:
+    def _take(self, kernel_name: str, cwd: Path | None, notebook: Path) -> _WarmKernel:
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None:
@@ -260,13 +317,14 @@ class LocalExecutor:
                 if name == kernel_name and pending_cwd == cwd:
                     return result
                 self._stopping.append(_shutdown_in_background(result))
-        return _start_kernel(kernel_name, cwd, self.warm_imports)
+        return _start_kernel(kernel_name, cwd, self._imports_for(notebook))
 
     def run_stage(self, job: StageJob, on_cell: CellCallback | None = None) -> StageResult:
         started = time.perf_counter()
-        kernel = self._take(job.kernel_name, job.cwd)
+        kernel = self._take(job.kernel_name, job.cwd, job.input_notebook)
         # the next stage's kernel starts while this one runs
-        self.prepare(job.kernel_name, job.cwd)
+        if job.next_notebook is not None:
+            self.prepare(job.kernel_name, job.next_notebook.parent, job.next_notebook)
         pid = _kernel_pid(kernel.km)
         timed_out = threading.Event()
         current_cell = [-1]

@@ -24,7 +24,7 @@ from .archive import Archive, atomic_write_json, new_run_id
 from .config import StageConfig
 from .errors import ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
-from .models import Outcome, RunRecord, RunStatus, StageRecord, utcnow
+from .models import Outcome, RunRecord, RunStatus, StageError, StageRecord, utcnow
 from .params import declared_parameters, split_overrides, validate_parameters
 from .project import Project
 from .stage import CONTEXT_PARAMETER, OUTPUTS_DIR, read_outputs
@@ -197,8 +197,8 @@ class Runner:
         """Execute ``pipeline`` and return its archived record (failed runs are returned, not raised)."""
         plan = self.plan(pipeline, overrides)
         config = self.project.pipeline(pipeline)
-        first = config.stages[0]
-        self.executor.prepare(self.project.config.runner.kernel_name, self._cwd(first))
+        first = self.project.notebook_path(config.stages[0].notebook)
+        self.executor.prepare(self.project.config.runner.kernel_name, first.parent, first)
         with self._pipeline_lock(pipeline) as owner:
             record = RunRecord(
                 run_id=run_id or new_run_id(),
@@ -241,7 +241,8 @@ class Runner:
                     attempt_dir.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(run_dir / rel), str(attempt_dir / Path(rel).name))
             record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters)
-        self.executor.prepare(self.project.config.runner.kernel_name, self._cwd(config.stages[start]))
+        first = self.project.notebook_path(config.stages[start].notebook)
+        self.executor.prepare(self.project.config.runner.kernel_name, first.parent, first)
         with self._pipeline_lock(record.pipeline) as owner:
             atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
             record.attempts += 1
@@ -250,9 +251,6 @@ class Runner:
             record.outcome = Outcome.NONE
             record.outcome_detail = {}
             return self._execute(record, config.stages, start=start)
-
-    def _cwd(self, stage: StageConfig) -> Path:
-        return self.project.notebook_path(stage.notebook).parent
 
     def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int) -> RunRecord:
         run_dir = self.archive.run_dir(record.pipeline, record.run_id)
@@ -269,12 +267,16 @@ class Runner:
             for index in range(start, len(stages)):
                 if not self._run_one(record, stages, index, run_dir, kernel_name, html_pool, html_jobs):
                     break
-        except BaseException:
+        except BaseException as exc:
             record.status = RunStatus.CANCELLED
-            record.error = record.error or "run interrupted"
+            record.error = record.error or f"run cancelled ({type(exc).__name__}: {exc})"
             for stage in record.stages:
                 if stage.status == RunStatus.RUNNING:
                     stage.status = RunStatus.CANCELLED
+                    stage.error = StageError(type(exc).__name__, str(exc) or "cancelled")
+                    stage.ended_at = utcnow()
+                elif stage.status == RunStatus.PENDING:
+                    stage.status = RunStatus.SKIPPED
             raise
         finally:
             if html_pool is not None:
@@ -328,6 +330,7 @@ class Runner:
             timeout_s=stage.timeout_s or self.project.config.runner.stage_timeout_s,
             kernel_name=kernel_name,
             cwd=notebook.parent,
+            next_notebook=self.project.notebook_path(stages[index + 1].notebook) if index + 1 < len(stages) else None,
         )
 
         def on_cell(cell: int, cells: int) -> None:

@@ -387,6 +387,7 @@ TRAIN = [
         |---|---|
         | `run_name` | MLflow run name. `None`: `train-<run id>` |
         | `threads` | limit BLAS/OpenMP threads while fitting (when stages run side by side). `None`: default |
+        | `model_params` | estimator parameters for this run only, over `model.params` (e.g. `{"max_iter": 50}`) |
 
         Records `model_version`, `mlflow_run_id`, `fit_seconds`, `features`, `categorical_features`,
         `train_metrics`, `rows_train`.
@@ -394,6 +395,7 @@ TRAIN = [
     parameters("""
         run_name = None  # MLflow run name. None: "train-<run id>"
         threads = None  # limit BLAS/OpenMP threads while fitting. None: library default
+        model_params = {}  # estimator parameters for this run only, over model.params in ct.yaml
     """),
     context("train"),
     code("""
@@ -430,7 +432,8 @@ TRAIN = [
         ## 2. Fit
     """),
     code("""
-        pipeline = modeling.build_pipeline(config, numeric, categorical)
+        model_config = config.model.model_copy(update={"params": {**config.model.params, **model_params}})
+        pipeline = modeling.build_pipeline(model_config, numeric, categorical)
         started = time.perf_counter()
         with threadpool_limits(limits=threads):
             model = modeling.fit(pipeline, X, y, task=task)

@@ -262,3 +262,32 @@ def test_second_run_of_a_pipeline_is_refused_while_one_runs(tmp_path: Path) -> N
         Runner(project).run("p")
     first.join()
     assert results[0].status == RunStatus.SUCCEEDED
+
+
+def test_sigterm_cancels_a_cli_run_and_records_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    project = make_project(tmp_path, [{"name": "sleepy", "source": "slow"}, {"name": "after", "source": "ok"}])
+    process = subprocess.Popen([sys.executable, "-m", "ct_notebooks.cli", "run", "p", "--project", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(project.runs_dir.glob("p/*/kernel.pid")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    record = Archive(project.runs_dir, project.index_path).list(pipeline="p")[0]
+    assert record.status == RunStatus.CANCELLED
+    assert record.stage("sleepy").status == RunStatus.CANCELLED
+    assert record.stage("after").status == RunStatus.SKIPPED
+    kernel_pid = int(next(project.runs_dir.glob("p/*/kernel.pid")).read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(kernel_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the stage kernel outlived the cancelled run")

@@ -1,0 +1,123 @@
+"""The demo story end to end through ``ctn demo``, then the CLI on the project it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ct_notebooks.archive import Archive
+from ct_notebooks.project import Project
+
+pytestmark = pytest.mark.slow
+CTN = [sys.executable, "-m", "ct_notebooks.cli"]
+
+
+def ctn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*CTN, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+                            env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    if check and result.returncode != 0:
+        raise AssertionError(f"ctn {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("demo") / "demo-project"
+    result = ctn("demo", "--dir", str(folder))
+    return {"folder": folder, "stdout": result.stdout}
+
+
+def _table(stdout: str) -> dict[str, str]:
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("batch-"):
+            rows[line.split()[0]] = line
+    return rows
+
+
+def test_demo_tells_the_whole_story(demo: dict[str, Any]) -> None:
+    rows = _table(demo["stdout"])
+    assert list(rows) == [f"batch-0{i}" for i in range(6)], demo["stdout"]
+    assert "v1 promoted" in rows["batch-00"]
+    assert "no action" in rows["batch-01"]
+    # drift in batch-02 (covariate) or decay in batch-03 (concept) leads to retraining
+    assert "retrained" in rows["batch-02"] and "retrained" in rows["batch-03"]
+    # the schema break is stopped by the data gate and the champion stays
+    assert "blocked by the data gate" in rows["batch-04"] and "quarantine" in rows["batch-04"]
+    champion_before = rows["batch-03"].split()[3]
+    assert rows["batch-04"].split()[3] == champion_before
+    assert "runs/" in demo["stdout"] and "finished in" in demo["stdout"]
+    assert (demo["folder"] / "data" / "quarantine" / "batch-04.csv").is_file()
+
+
+def test_runs_show_and_reindex(demo: dict[str, Any]) -> None:
+    folder = demo["folder"]
+    runs = json.loads(ctn("runs", "--json", "--limit", "50", "--project", str(folder)).stdout)
+    statuses = {(r["pipeline"], r["status"]) for r in runs}
+    assert ("train", "succeeded") in statuses and ("train", "blocked") in statuses
+    assert ("monitor", "blocked") in statuses and ("monitor", "succeeded") in statuses
+    blocked = next(r for r in runs if r["pipeline"] == "train" and r["status"] == "blocked")
+    shown = ctn("show", blocked["run_id"], "--project", str(folder)).stdout
+    assert "validate" in shown and "DataGateBlocked" in shown and "fico_score" in shown
+    run_dir = folder / "runs" / "train" / blocked["run_id"]
+    assert (run_dir / "02-validate.ipynb").is_file() and (run_dir / "02-validate.html").is_file()
+    text = ctn("runs", "--project", str(folder)).stdout
+    assert blocked["run_id"] in text
+    archive = Archive(Project.load(folder).runs_dir, Project.load(folder).index_path)
+    before = archive.index_rows()
+    assert "indexed" in ctn("reindex", "--project", str(folder)).stdout
+    assert archive.index_rows() == before
+    bad = ctn("show", "../../etc/passwd", "--project", str(folder), check=False)
+    assert bad.returncode == 2 and "not a run id" in bad.stderr
+
+
+def test_models_promote_rollback_and_audit(demo: dict[str, Any]) -> None:
+    folder = demo["folder"]
+    models = json.loads(ctn("models", "--json", "--project", str(folder)).stdout)
+    versions = models["versions"]
+    champion = next(v for v in versions if "champion" in v["aliases"])
+    rejected = [v for v in versions if v["tags"].get("ct.gate") == "rejected"]
+    if rejected:
+        refused = ctn("promote", str(rejected[0]["version"]), "--project", str(folder), check=False)
+        assert refused.returncode == 2 and "rejected" in refused.stderr
+    other = next(v for v in versions if v["version"] != champion["version"])
+    moved = ctn("promote", str(other["version"]), "--force", "--reason", "test", "--project", str(folder)).stdout
+    assert f"v{champion['version']} -> v{other['version']}" in moved
+    back = ctn("rollback", "--project", str(folder)).stdout
+    assert f"v{other['version']} -> v{champion['version']}" in back
+    audit = json.loads(ctn("models", "--json", "--project", str(folder)).stdout)["audit"]
+    assert [a["to_version"] for a in audit[-2:]] == [other["version"], champion["version"]]
+    assert audit[-2]["actor"] == "cli"
+
+
+def test_run_with_bad_parameters_and_resume_errors(demo: dict[str, Any]) -> None:
+    folder = demo["folder"]
+    bad = ctn("run", "train", "-p", "x=__import__('os').system('touch pwned')", "--project", str(folder),
+              check=False)
+    assert bad.returncode == 2 and "not declared by any stage" in bad.stderr
+    bad = ctn("run", "train", "-p", "a b=1", "--project", str(folder), check=False)
+    assert bad.returncode == 2 and "not a Python identifier" in bad.stderr
+    bad = ctn("run", "nope", "--project", str(folder), check=False)
+    assert bad.returncode == 2 and "pipeline 'nope' is not defined" in bad.stderr
+    runs = json.loads(ctn("runs", "--json", "--status", "succeeded", "--project", str(folder)).stdout)
+    again = ctn("resume", runs[0]["run_id"], "--project", str(folder), check=False)
+    assert again.returncode == 2 and "only failed" in again.stderr
+    assert not (folder / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    out = ctn("init", str(tmp_path / "p"), "--target", "churned", "--time-column", "ts").stdout
+    assert "project ready" in out
+    project = Project.load(tmp_path / "p")
+    assert project.config.data.target == "churned"
+    assert sorted(p.name for p in (tmp_path / "p" / "notebooks").iterdir())[:2] == ["drift.ipynb", "evaluate.ipynb"]
+    again = ctn("init", str(tmp_path / "p"), check=False)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    runs = ctn("runs", cwd=tmp_path / "p").stdout
+    assert "no runs yet" in runs
