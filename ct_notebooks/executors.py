@@ -24,7 +24,7 @@ import papermill
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.clientwrap import PapermillNotebookClient
-from papermill.engines import NBClientEngine, papermill_engines
+from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from .models import RunStatus, StageError
@@ -156,8 +156,55 @@ class ReadyKernelClient(AsyncKernelClient):
     wait_for_ready = _ready
 
 
+class ThrottledExecutionManager(NotebookExecutionManager):
+    """Saves the executing notebook at start, on errors, at the end, and at most every ``save_every_s``.
+
+    Papermill's default writes the whole notebook twice per cell; the partial notebook on disk
+    only matters for someone watching a long stage or for a process that dies, which this still covers.
+    """
+
+    save_every_s = 2.0
+    _last_save = float("-inf")
+
+    def save(self, **kwargs: Any) -> None:
+        now = time.monotonic()
+        if now - self._last_save >= self.save_every_s:
+            super().save(**kwargs)
+            self._last_save = time.monotonic()
+
+    def cell_exception(self, cell: Any, cell_index: int | None = None, **kwargs: Any) -> None:
+        super().cell_exception(cell, cell_index=cell_index, **kwargs)
+        self._last_save = float("-inf")
+
+    def notebook_complete(self, **kwargs: Any) -> None:
+        self._last_save = float("-inf")
+        super().notebook_complete(**kwargs)
+
+
 class WarmKernelEngine(NBClientEngine):
     """Papermill engine that executes on a kernel started ahead of time and closes its client after."""
+
+    @classmethod
+    def execute_notebook(
+        cls,
+        nb: Any,
+        kernel_name: str,
+        output_path: str | None = None,
+        progress_bar: bool = True,
+        log_output: bool = False,
+        autosave_cell_every: int = 30,
+        **kwargs: Any,
+    ) -> Any:
+        nb_man = ThrottledExecutionManager(
+            nb, output_path=output_path, progress_bar=False, log_output=log_output, autosave_cell_every=0
+        )
+        nb_man.notebook_start()
+        try:
+            cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+        finally:
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete()
+        return nb_man.nb
 
     @classmethod
     def execute_managed_notebook(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor as PoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -115,6 +117,7 @@ class Runner:
         self._executor = executor
         self.on_event = on_event
         self.html = project.config.runner.html if html is None else html
+        self._html_pool: PoolExecutor | None = None
 
     @property
     def executor(self) -> Executor:
@@ -125,6 +128,15 @@ class Runner:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
+        if self._html_pool is not None:
+            self._html_pool.shutdown(wait=True)
+            self._html_pool = None
+
+    def _html_exporter(self) -> PoolExecutor:
+        """A worker process that renders executed notebooks to HTML off the critical path."""
+        if self._html_pool is None:
+            self._html_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+        return self._html_pool
 
     def __enter__(self) -> Runner:
         return self
@@ -261,7 +273,7 @@ class Runner:
         self.archive.save(record)
         self._emit(RunEvent("run_started", record.run_id, record.pipeline, total=len(stages)))
         began = time.perf_counter()
-        html_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctn-html") if self.html else None
+        html_pool = self._html_exporter() if self.html else None
         html_jobs: list[tuple[StageRecord, Future[Path]]] = []
         try:
             for index in range(start, len(stages)):
@@ -279,11 +291,9 @@ class Runner:
                     stage.status = RunStatus.SKIPPED
             raise
         finally:
-            if html_pool is not None:
-                html_pool.shutdown(wait=True)
-                for stage_record, job in html_jobs:
-                    with contextlib.suppress(Exception):
-                        stage_record.html = job.result().relative_to(run_dir).as_posix()
+            for stage_record, job in html_jobs:
+                with contextlib.suppress(Exception):
+                    stage_record.html = job.result(timeout=300).relative_to(run_dir).as_posix()
             if record.status == RunStatus.RUNNING:
                 record.status = RunStatus.SUCCEEDED
             self._finish(record, run_dir)
@@ -300,7 +310,7 @@ class Runner:
         index: int,
         run_dir: Path,
         kernel_name: str,
-        html_pool: ThreadPoolExecutor | None,
+        html_pool: PoolExecutor | None,
         html_jobs: list[tuple[StageRecord, Future[Path]]],
     ) -> bool:
         """Run stage ``index``; False when the run must stop."""

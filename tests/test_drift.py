@@ -420,19 +420,15 @@ def test_fast_check_does_not_import_evidently() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_large_frames_are_fast_enough() -> None:
-    """A 200k-row, 20-column check runs well within a second (the 1M-row target is 3 s)."""
-    import time
-
+def test_large_frames_give_the_same_result_with_and_without_threads() -> None:
+    """200k rows take the threaded path; speed targets live in benchmarks/drift_bench.py."""
     rng = np.random.default_rng(15)
     n = 200_000
     data = {f"n{i}": rng.normal(0.05 * (i % 3), 1, n) for i in range(15)}
     data.update({f"c{i}": rng.choice(["a", "b", "c", "d"], n) for i in range(5)})
     reference = pd.DataFrame(data)
     current = pd.DataFrame({k: rng.permutation(v) for k, v in data.items()})
-    start = time.perf_counter()
     result = drift_check(reference, current)
-    assert time.perf_counter() - start < 2.0
     assert len(result.columns) == 20
     assert drift_check(reference, current, n_jobs=1) == result  # threads change nothing
     assert all(math.isfinite(c.score) for c in result.columns)
