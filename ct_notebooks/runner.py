@@ -22,9 +22,9 @@ from typing import Any
 import nbformat
 from filelock import FileLock, Timeout
 
-from .archive import Archive, atomic_write_json, new_run_id
+from .archive import Archive, atomic_write_bytes, atomic_write_json, new_run_id
 from .config import StageConfig
-from .errors import ResumeError, RunInProgress, StageFailed
+from .errors import ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
 from .models import Outcome, RunRecord, RunStatus, StageError, StageRecord, utcnow
 from .params import declared_parameters, split_overrides, validate_parameters
@@ -95,8 +95,6 @@ def export_html(notebook: Path, target: Path) -> Path:
     from nbconvert import HTMLExporter
 
     body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
-    from .archive import atomic_write_bytes
-
     atomic_write_bytes(target, body.encode("utf-8"))
     return target
 
@@ -162,8 +160,6 @@ class Runner:
         for stage in config.stages:
             values = {**stage.parameters, **extra[stage.name]}
             if CONTEXT_PARAMETER in values:
-                from .errors import ParameterError
-
                 raise ParameterError(f"stage {stage.name!r}: {CONTEXT_PARAMETER} is set by the runner")
             plan[stage.name] = validate_parameters(
                 self.project.notebook_path(stage.notebook), values, stage=stage.name
@@ -296,7 +292,7 @@ class Runner:
                     stage_record.html = job.result(timeout=300).relative_to(run_dir).as_posix()
             if record.status == RunStatus.RUNNING:
                 record.status = RunStatus.SUCCEEDED
-            self._finish(record, run_dir)
+            self._finish(record)
             record.ended_at = utcnow()
             record.duration_s = round((record.duration_s or 0.0) + time.perf_counter() - began, 4)
             self.archive.save(record)
@@ -389,7 +385,7 @@ class Runner:
         return False
 
     @staticmethod
-    def _finish(record: RunRecord, run_dir: Path) -> None:
+    def _finish(record: RunRecord) -> None:
         """Take the outcome from the stage that recorded one; failed or blocked runs have none."""
         if record.status != RunStatus.SUCCEEDED:
             record.outcome = Outcome.NONE
