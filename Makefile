@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean lab ui-test docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,23 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check ct_notebooks tests benchmarks
 	$(BIN)/mypy
+	.ci/ui-tests.sh build
 	$(BIN)/pytest -q
+	.ci/ui-tests.sh test
+
+# JupyterLab extension: build, jest, Galata in headless Debian chromium (installs chromium if missing)
+ui-test: $(STAMP)
+	.ci/ui-tests.sh
+
+# JupyterLab on the demo project, with the Continuous Training sidebar
+lab: $(STAMP)
+	test -f demo-project/ct.yaml || $(BIN)/ctn demo --dir demo-project
+	cd extension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm build:prod
+	mkdir -p $(VENV)/share/jupyter/labextensions && ln -sfn "$(CURDIR)/ct_notebooks/labextension" $(VENV)/share/jupyter/labextensions/ct-notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=demo-project --ServerApp.jpserver_extensions="{'ct_notebooks.server': True}"
+
+docs: $(STAMP)
+	$(BIN)/python -m ct_notebooks.docgen
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -105,14 +105,17 @@ def _cancel_on_sigterm() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .archive import check_run_id
     from .params import parse_assignment
     from .runner import Runner
 
     _cancel_on_sigterm()
+    run_id = check_run_id(args.run_id) if args.run_id is not None else None
     project = _project(args)
     overrides = [parse_assignment(text) for text in args.param or []]
     with Runner(project, on_event=None if args.quiet else Progress()) as runner:
-        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "")
+        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "",
+                            run_id=run_id)
     print(_summary(record))
     return _exit_for(record)
 
@@ -134,6 +137,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     records = Archive(project.runs_dir, project.index_path).list(
         pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit
     )
+    if args.totals:
+        return _print_totals(records, as_json=args.json)
     if args.json:
         _emit_json([r.to_dict() for r in records])
         return EXIT_OK
@@ -144,6 +149,29 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in records:
         secs = f"{r.duration_s:.1f}" if r.duration_s is not None else "-"
         print(f"{r.run_id:24} {r.pipeline:9} {r.status!s:11} {r.outcome!s:9} {r.trigger:11} {secs:>7}  {r.reason}")
+    return EXIT_OK
+
+
+def _print_totals(records: list[RunRecord], *, as_json: bool) -> int:
+    """Wall and kernel CPU seconds of the listed runs, per pipeline and stage."""
+    totals: dict[str, dict[str, Any]] = {}
+    for r in records:
+        entry = totals.setdefault(r.pipeline, {"runs": 0, "wall_s": 0.0, "cpu_s": 0.0, "stages": {}})
+        entry["runs"] += 1
+        entry["wall_s"] += r.duration_s or 0.0
+        for s in r.stages:
+            stage = entry["stages"].setdefault(s.name, {"wall_s": 0.0, "cpu_s": 0.0})
+            stage["wall_s"] += s.duration_s or 0.0
+            stage["cpu_s"] += s.cpu_s or 0.0
+            entry["cpu_s"] += s.cpu_s or 0.0
+    if as_json:
+        _emit_json(totals)
+        return EXIT_OK
+    print(f"{'pipeline':12} {'stage':12} {'runs':>5} {'wall s':>9} {'cpu s':>9}")
+    for pipeline, entry in totals.items():
+        print(f"{pipeline:12} {'(all)':12} {entry['runs']:>5} {entry['wall_s']:>9.1f} {entry['cpu_s']:>9.1f}")
+        for name, stage in entry["stages"].items():
+            print(f"{'':12} {name:12} {'':>5} {stage['wall_s']:>9.1f} {stage['cpu_s']:>9.1f}")
     return EXIT_OK
 
 
@@ -216,9 +244,95 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo_story import run_demo
+    from .demo_story import run_daemon_demo, run_demo
 
+    if args.daemon:
+        run_daemon_demo(Path(args.dir), scale=args.scale)
+        return EXIT_OK
     run_demo(Path(args.dir), scale=args.scale, on_event=Progress() if args.verbose else None)
+    return EXIT_OK
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from . import daemon
+
+    project = _project(args)
+    if args.action == "start":
+        if args.foreground:
+            daemon.Daemon(project, poll_s=args.poll).serve()
+            return EXIT_OK
+        pid = daemon.start_daemon(project, poll_s=args.poll)
+        print(f"daemon pid {pid} serving {project.root} (log: {project.state_dir / daemon.LOG_FILE})")
+        return EXIT_OK
+    if args.action == "stop":
+        pid = daemon.stop_daemon(project, timeout_s=args.timeout)
+        print(f"daemon pid {pid} stopped")
+        return EXIT_OK
+    state = daemon.status(project)
+    if args.json:
+        _emit_json(state)
+        return EXIT_OK
+    info = state["daemon"]
+    print(f"daemon: pid {info['pid']} on {info['host']} since {info['started_at']}, heartbeat {info['heartbeat_at']}"
+          if info else "daemon: not running")
+    for job in state["running"]:
+        print(f"  running: {job['pipeline']} run {job['run_id']} (pid {job['pid']}, heartbeat {job['heartbeat_at']})")
+    for job in state["queued"]:
+        print(f"  queued:  {job['pipeline']} run {job['run_id']} ({job['trigger']}: {job['reason']})")
+    _print_rules(state["rules"])
+    return EXIT_OK
+
+
+def _print_rules(rules: dict[str, Any]) -> None:
+    if not rules:
+        print("no trigger rules in ct.yaml (triggers.rules)")
+    for name, rule in rules.items():
+        extra = f"  next {rule['next_fire']}" if rule.get("next_fire") else ""
+        print(f"  rule {name:16} {rule['kind']:12} -> {rule['pipeline']}{'' if rule['enabled'] else ' (disabled)'}"
+              f"{extra}")
+
+
+def cmd_triggers(args: argparse.Namespace) -> int:
+    from . import daemon
+
+    project = _project(args)
+    state = daemon.status(project)
+    decisions = daemon.store_for(project).decisions(limit=args.limit, trigger=args.trigger)
+    if args.json:
+        _emit_json({"rules": state["rules"], "counts": state["decision_counts"],
+                    "decisions": [d.to_dict() for d in decisions]})
+        return EXIT_OK
+    _print_rules(state["rules"])
+    counts = state["decision_counts"]
+    avoided = counts.get("blocked_by:cooldown", 0) + counts.get("blocked_by:budget", 0)
+    print(f"decisions: {sum(v for k, v in counts.items() if ':' not in k)} recorded, "
+          f"{counts.get('started', 0)} started a run, {avoided} retrain(s) avoided by cooldown/budget")
+    if decisions:
+        print(f"{'evaluated at':27} {'trigger':12} {'fired':5} {'action':10} {'run id':24} reason")
+    for d in decisions:
+        print(f"{d.evaluated_at:27} {d.trigger:12} {'yes' if d.fired else 'no':5} {d.action:10} "
+              f"{d.run_id or '-':24} {d.reason}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from . import daemon
+
+    project = _project(args)
+    engine = daemon.Engine(project, daemon.store_for(project), dry_run=args.dry_run)
+    decisions = engine.check(datetime.now(UTC))
+    if args.json:
+        _emit_json([d.to_dict() for d in decisions])
+        return EXIT_OK
+    for d in decisions:
+        run = f" -> run {d.run_id}" if d.run_id else ""
+        print(f"{d.trigger:16} {'fired' if d.fired else 'quiet':6} {d.action:10} {d.reason}{run}")
+    if not decisions:
+        print("no trigger rules in ct.yaml (triggers.rules)")
+    if any(d.action == "started" for d in decisions) and daemon.daemon_info(project) is None:
+        print("runs are queued; start the daemon to execute them: ctn daemon start")
     return EXIT_OK
 
 
@@ -250,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--param", action="append", metavar="[STAGE.]NAME=VALUE",
                    help="override a stage parameter (value parsed as JSON, else a string)")
     p.add_argument("--reason", default=None)
+    p.add_argument("--run-id", default=None, help="use this run id (e.g. one chosen by the JupyterLab API)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -263,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--trigger")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--totals", action="store_true", help="total wall and CPU seconds per pipeline and stage")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", parents=[common, listing], help="show one run")
@@ -284,10 +400,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reindex", parents=[common], help="rebuild the run index from the run folders")
     p.set_defaults(func=cmd_reindex)
 
+    p = sub.add_parser("daemon", parents=[common], help="start, stop or inspect the project's trigger daemon")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--foreground", action="store_true", help="start: serve in this process until SIGTERM/Ctrl-C")
+    p.add_argument("--poll", type=float, default=None, help="start: seconds between watcher scans "
+                   "(default triggers.watch.poll_s)")
+    p.add_argument("--timeout", type=float, default=90, help="stop: seconds to wait for the daemon to exit")
+    p.add_argument("--json", action="store_true", help="status: print JSON")
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("triggers", parents=[common, listing], help="trigger rules, next fire times, recent decisions")
+    p.add_argument("--trigger", default=None, help="only this rule's decisions")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("check", parents=[common, listing], help="evaluate every trigger rule once")
+    p.add_argument("--dry-run", action="store_true", help="record and print the decisions, start nothing")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("demo", help="play the CT demo story in a fresh project")
     p.add_argument("--dir", default="demo-project")
     p.add_argument("--scale", type=float, default=1.0, help="multiply the rows of each batch")
     p.add_argument("-v", "--verbose", action="store_true", help="show stage progress")
+    p.add_argument("--daemon", action="store_true", help="batches land one by one and a real daemon reacts")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .trigger_config import RULE_KINDS, TriggersConfig
 
 CONFIG_FILE = "ct.yaml"
 
@@ -192,7 +193,7 @@ class ProjectConfig(_Strict):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
-    triggers: dict[str, Any] = Field(default_factory=dict)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -205,6 +206,8 @@ class ProjectConfig(_Strict):
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
     loc = [str(part) for part in error.get("loc", ())]
+    if loc[:2] == ["triggers", "rules"] and len(loc) > 3 and loc[3] in RULE_KINDS:
+        del loc[3]  # pydantic puts the union's tag in the path; the file has no such key
     key = ".".join("schema" if p == "schema_" else p for p in loc) or "<root>"
     kind = error.get("type", "")
     if kind == "missing":
@@ -223,12 +226,16 @@ def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(data).__name__}", path=source)
     try:
-        return ProjectConfig.model_validate(data)
+        config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         problems = [_describe(dict(e)) for e in exc.errors()]
-        first_key = problems[0][0]
-        lines = "\n".join(f"  {key}: {message}" for key, message in problems)
-        raise ConfigError(f"{source}: invalid configuration\n{lines}", path=source, key=first_key) from None
+    else:
+        problems = config.triggers.check_pipelines(set(config.pipelines))
+        if not problems:
+            return config
+    first_key = problems[0][0]
+    lines = "\n".join(f"  {key}: {message}" for key, message in problems)
+    raise ConfigError(f"{source}: invalid configuration\n{lines}", path=source, key=first_key) from None
 
 
 def load_config(path: Path) -> ProjectConfig:

@@ -139,7 +139,7 @@ def demo_config(name: str = "credit-default") -> dict[str, Any]:
             "model": {
                 "min_delta": 0.0,
                 "bootstrap": {"samples": 200, "confidence": 0.95},
-                "max_latency_ms_per_1k_rows": 250,
+                "max_latency_ms_per_1k_rows": 2000,
                 "max_size_mb": 50,
             },
         },

@@ -145,3 +145,87 @@ def format_table(rows: list[DemoRow]) -> str:
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+#: the rules of the daemon-driven demo (same thresholds as the inline story)
+DAEMON_TRIGGERS: dict[str, Any] = {
+    "guards": {"cooldown_s": 0, "max_per_day": 10},
+    "watch": {"poll_s": 0.2, "stable_s": 0.5},
+    "rules": {
+        "drift": {"kind": "drift", "share": DRIFT_SHARE_RETRAIN},
+        "decay": {"kind": "performance", "max_drop": METRIC_DROP_RETRAIN, "min_labelled_rows": 100},
+    },
+}
+
+
+def run_daemon_demo(
+    folder: Path,
+    *,
+    scale: float = 1.0,
+    say: Callable[[str], None] = print,
+    batch_timeout_s: float = 240,
+) -> list[DemoRow]:
+    """The same story driven by a real daemon process: batches land one by one in ``data/incoming/``."""
+    import yaml
+
+    from . import daemon as ctd
+
+    started = time.perf_counter()
+    project = prepare_demo_project(folder, scale=scale)
+    config_path = project.root / "ct.yaml"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config["triggers"] = DAEMON_TRIGGERS
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    project = Project.load(project.root, search_parents=False)
+    rows: list[DemoRow] = []
+    with Runner(project) as runner:
+        first = runner.run("train", trigger="manual", reason="first model on the initial history")
+        say(f"[demo] first training: {first.status}, outcome {first.outcome} ({first.run_id})")
+        rows.append(DemoRow(BATCHES[0].name, BATCHES[0].story, None, None, _describe_train(first),
+                            _champion_version(runner), train_run=first.run_id))
+        pid = ctd.start_daemon(project)
+        say(f"[demo] daemon pid {pid} watches {project.incoming_dir}")
+        store = ctd.store_for(project)
+        try:
+            for spec in BATCHES[1:]:
+                landed = project.incoming_dir / f"{spec.name}.csv"
+                shutil.move(str(project.root / "data" / "arriving" / landed.name), str(landed))
+                say(f"[demo] {landed.name} landed: {spec.story}")
+                deadline = time.monotonic() + batch_timeout_s
+                while True:
+                    monitors = [j for j in store.jobs() if j.pipeline == "monitor" and j.overrides
+                                and j.overrides[0][2] == landed.name]
+                    busy = store.jobs(states=("queued", "running"))
+                    if monitors and monitors[0].evaluated and not busy:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the daemon did not finish {landed.name} in {batch_timeout_s:g} s")
+                    time.sleep(0.2)
+                monitor = runner.archive.load(monitors[0].run_id)
+                outputs = monitor.outputs()
+                metrics: dict[str, Any] = outputs.get("performance", {}).get("metrics", {}) or {}
+                row = DemoRow(spec.name, spec.story, outputs.get("drift", {}).get("drift_share"),
+                              metrics.get("accuracy"), "no action: model healthy", None, monitor_run=monitor.run_id)
+                if monitor.status != RunStatus.SUCCEEDED:
+                    row.action = f"monitor {monitor.status} at {monitor.failed_stage}; no trigger can read it"
+                    quarantine = project.root / "data" / "quarantine"
+                    quarantine.mkdir(exist_ok=True)
+                    shutil.move(str(landed), str(quarantine / landed.name))
+                    row.action += "; batch moved to data/quarantine/"
+                train = next((j for j in store.jobs() if j.pipeline == "train" and j.decision
+                              and j.decision.get("values", {}).get("monitor_run") == monitor.run_id), None)
+                if train is not None:
+                    record = runner.archive.load(train.run_id)
+                    row.train_run = record.run_id
+                    row.action = f"{train.trigger} trigger: {_describe_train(record)}"
+                row.champion = _champion_version(runner)
+                say(f"[demo] {spec.name}: {row.action}")
+                rows.append(row)
+        finally:
+            ctd.stop_daemon(project)
+    say("")
+    say(format_table(rows))
+    say("")
+    say(f"Every trigger decision: `ctn triggers --project {project.root}`; runs: `ctn runs --project {project.root}`.")
+    say(f"[demo] finished in {time.perf_counter() - started:.1f} s")
+    return rows

@@ -13,7 +13,9 @@
     ├── RegistryError            the MLflow registry refused or failed an operation
     │   └── PromotionRefused     promotion of a version the model gate rejected
     ├── DriftError               drift computation received unusable input
-    └── ArchiveError             a run folder or the index cannot be read or written
+    ├── ArchiveError             a run folder or the index cannot be read or written
+    └── DaemonError              the project's daemon cannot start, stop or be reached
+        └── DaemonRunning        another daemon holds the project (names its pid)
 """
 
 from __future__ import annotations
@@ -109,3 +111,11 @@ class DriftError(CTError):
 
 class ArchiveError(CTError):
     """A run folder or the run index cannot be read or written."""
+
+
+class DaemonError(CTError):
+    """The project's daemon cannot start, stop or be reached."""
+
+
+class DaemonRunning(DaemonError):
+    """Another daemon holds the project; the message names its process."""

@@ -125,13 +125,19 @@ class TriggerDecision:
     values: dict[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
     run_id: str | None = None
+    pipeline: str | None = None
+    #: what followed: started | not_fired | suppressed | duplicate | dry_run
+    action: str = "not_fired"
+    #: why a fired trigger started nothing: paused | cooldown | budget | running | duplicate
+    blocked_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TriggerDecision:
-        return cls(**data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -352,9 +352,10 @@ VALIDATE = [
                 print(f"  - {violation}")
     """),
     code("""
-        if result.violations:
-            with pd.option_context("display.max_colwidth", None):
-                display(pd.DataFrame({"violation": result.violations}, index=range(1, len(result.violations) + 1)))
+        # the gate at a glance: a widget when you run it, plain HTML in a pipeline run's notebook and report
+        from ct_notebooks.dashboard import stage_widgets
+
+        stage_widgets.show(stage_widgets.validation_summary(result), static=ctx.run_id is not None)
     """),
     code("""
         ctx.record(
@@ -586,6 +587,15 @@ EVALUATE = [
         print(result.rule)
         for violation in result.violations[1:]:
             print(f"also: {violation}")
+    """),
+    code("""
+        # the verdict at a glance: a widget when you run it, plain HTML in a pipeline run's notebook and report
+        from ct_notebooks.dashboard import stage_widgets
+
+        verdict = stage_widgets.gate_verdict(
+            result, champion_version=champion_version, contender_version=contender_version
+        )
+        stage_widgets.show(verdict, static=ctx.run_id is not None)
     """),
     code("""
         values = result.values

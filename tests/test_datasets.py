@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import make_credit_batch, small_config, write_credit_batches
+from credit_data import make_credit_batch, small_config, write_credit_batches
 
 from ct_notebooks import datasets
 from ct_notebooks.config import ProjectConfig, parse_config

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_credit_batch, small_config
+from credit_data import make_credit_batch, small_config
 from sklearn import metrics as skm
 
 from ct_notebooks import evaluation, modeling

@@ -264,12 +264,25 @@ def test_second_run_of_a_pipeline_is_refused_while_one_runs(tmp_path: Path) -> N
     assert results[0].status == RunStatus.SUCCEEDED
 
 
+@pytest.mark.parametrize("run_id", ["../escape", "20261126T101500Z-3FA9C1/..", "x"])
+def test_cli_run_refuses_an_odd_run_id(tmp_path: Path, run_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ct_notebooks.cli import EXIT_USAGE, main
+
+    make_project(tmp_path, [{"name": "fast", "source": "ok"}])
+    assert main(["run", "p", "--run-id", run_id, "--project", str(tmp_path)]) == EXIT_USAGE
+    assert "not a run id" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("**/*.json"))
+
+
 def test_sigterm_cancels_a_cli_run_and_records_it(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     project = make_project(tmp_path, [{"name": "sleepy", "source": "slow"}, {"name": "after", "source": "ok"}])
-    process = subprocess.Popen([sys.executable, "-m", "ct_notebooks.cli", "run", "p", "--project", str(tmp_path)],
+    # the JupyterLab API launches exactly this command (with its own --run-id), so both cancel alike
+    run_id = "20261126T101500Z-3fa9c1"
+    process = subprocess.Popen([sys.executable, "-m", "ct_notebooks.cli", "run", "p", "--run-id", run_id,
+                                "--project", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(project.runs_dir.glob("p/*/kernel.pid")):
@@ -278,6 +291,7 @@ def test_sigterm_cancels_a_cli_run_and_records_it(tmp_path: Path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     record = Archive(project.runs_dir, project.index_path).list(pipeline="p")[0]
+    assert record.run_id == run_id
     assert record.status == RunStatus.CANCELLED
     assert record.stage("sleepy").status == RunStatus.CANCELLED
     assert record.stage("after").status == RunStatus.SKIPPED

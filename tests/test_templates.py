@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from conftest import STAGES, TEMPLATES, build_small_project, make_credit_batch
+from credit_data import STAGES, TEMPLATES, build_small_project, make_credit_batch
 
 from ct_notebooks.models import Outcome, RunRecord, RunStatus
 from ct_notebooks.params import declared_parameters

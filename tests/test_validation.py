@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_credit_batch, small_config
+from credit_data import make_credit_batch, small_config
 
 from ct_notebooks import validation
 from ct_notebooks.config import DataGateConfig, ProjectConfig, parse_config

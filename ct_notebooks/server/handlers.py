@@ -1,0 +1,317 @@
+"""Thin authenticated REST handlers over :class:`Services`; one helper maps errors to HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+import tornado.web
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+
+from ..errors import (
+    ArchiveError,
+    ConfigError,
+    CTError,
+    InvalidRunId,
+    ParameterError,
+    ProjectNotFound,
+    PromotionRefused,
+    RegistryError,
+    ResumeError,
+    RunInProgress,
+    RunNotFound,
+)
+from .services import ApiError, Services
+
+NAMESPACE = "ct-notebooks/api"
+#: served report and notebook HTML runs its scripts in an opaque origin: no cookies, no API, no parent
+REPORT_CSP = (
+    "sandbox allow-scripts allow-popups; frame-ancestors 'self'; default-src 'none'; "
+    "script-src 'unsafe-inline' 'unsafe-eval' data: blob:; style-src 'unsafe-inline' data:; "
+    "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'"
+)
+SERVED_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
+                ".svg": "image/svg+xml", ".csv": "text/csv; charset=utf-8"}
+
+T = TypeVar("T")
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ct-notebooks-api")
+
+
+def http_error(exc: BaseException, services: Services | None) -> tuple[int, str, str]:
+    """``(status, code, message)`` for any exception; the only place errors become HTTP answers."""
+    def clean(text: str) -> str:
+        return services.scrub(text) if services is not None else "request failed"
+
+    if isinstance(exc, tornado.web.HTTPError):
+        messages = {403: "forbidden: log in or pass a valid token (and an XSRF token with cookies)",
+                    404: "not found", 405: "method not allowed"}
+        return exc.status_code, {403: "forbidden", 404: "not_found"}.get(exc.status_code, "http_error"), \
+            messages.get(exc.status_code, exc.reason or "request failed")
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, clean(str(exc))
+    table: list[tuple[type[BaseException], int, str]] = [
+        (ProjectNotFound, 404, "no_project"),
+        (InvalidRunId, 400, "invalid_run_id"),
+        (ParameterError, 400, "invalid_parameter"),
+        (ConfigError, 400, "invalid_request"),
+        (RunNotFound, 404, "run_not_found"),
+        (RunInProgress, 409, "run_in_progress"),
+        (ResumeError, 409, "not_resumable"),
+        (PromotionRefused, 409, "promotion_refused"),
+    ]
+    for kind, status, code in table:
+        if isinstance(exc, kind):
+            return status, code, clean(str(exc))
+    if isinstance(exc, RegistryError):
+        text = str(exc)
+        if " has no version " in text:
+            return 404, "version_not_found", clean(text)
+        if "failed:" in text:
+            return 502, "registry_failed", clean(text)
+        return 409, "registry_refused", clean(text)
+    if isinstance(exc, ArchiveError):
+        text = str(exc)
+        if " has no file " in text or " is outside run " in text:
+            return 404, "file_not_found", "no such file in this run"
+        return 500, "archive_error", clean(text)
+    if isinstance(exc, CTError):
+        return 400, "error", clean(str(exc))
+    return 500, "internal_error", "internal error; see the Jupyter server log"
+
+
+class _ErrorsMixin(ExtensionHandlerMixin):
+    """JSON errors through :func:`http_error`; no tracebacks reach the client."""
+
+    auth_resource = "ct_notebooks"
+
+    @property
+    def services(self) -> Services:
+        return self.settings["ct_notebooks_services"]
+
+    def get_login_url(self) -> str:
+        raise tornado.web.HTTPError(403)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        exc = exc_info[1] if exc_info else tornado.web.HTTPError(status_code)
+        status, code, message = http_error(exc, self.services)
+        handler = cast(tornado.web.RequestHandler, self)
+        handler.set_status(status)
+        handler.set_header("Content-Type", "application/json")
+        handler.finish(json.dumps({"error": code, "message": message}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, CTError | tornado.web.HTTPError):
+            request = cast(tornado.web.RequestHandler, self).request
+            self.log.info("ct-notebooks API %s %s: %s", request.method, request.path, type(value).__name__)
+        else:
+            super().log_exception(typ, value, tb)  # type: ignore[misc]
+
+
+class BaseHandler(_ErrorsMixin, APIHandler):
+    """Base of the JSON handlers."""
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a (blocking) service call off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(_POOL, lambda: fn(*args, **kwargs))
+
+    def body(self) -> Any:
+        if not self.request.body:
+            return {}
+        try:
+            return json.loads(self.request.body)
+        except ValueError:
+            raise ApiError(400, "bad_request", "the body must be JSON") from None
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, default=str))
+
+    def actor(self) -> str:
+        user = self.current_user
+        name = getattr(user, "username", None) or "unknown"
+        return f"jupyter:{name}"[:100]
+
+    def int_arg(self, name: str, default: int) -> int:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{name} must be an integer") from None
+
+
+class ProjectHandler(BaseHandler):
+    auth_resource = "ct_notebooks:project"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.describe))
+
+
+class RunsHandler(BaseHandler):
+    auth_resource = "ct_notebooks:runs"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(
+            self.services.list_runs,
+            pipeline=self.get_argument("pipeline", None), status=self.get_argument("status", None),
+            trigger=self.get_argument("trigger", None), limit=self.int_arg("limit", 50),
+            offset=self.int_arg("offset", 0),
+        ))
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        status, data = await self.call(self.services.start_run, self.body(), idempotency_key=key, actor=self.actor())
+        self.reply(data, status)
+
+
+class RunHandler(BaseHandler):
+    auth_resource = "ct_notebooks:runs"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.reply(await self.call(self.services.run_detail, run_id))
+
+
+class ResumeHandler(BaseHandler):
+    auth_resource = "ct_notebooks:runs"
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self, run_id: str) -> None:
+        self.body()
+        status, data = await self.call(self.services.resume_run, run_id)
+        self.reply(data, status)
+
+
+class CancelHandler(BaseHandler):
+    auth_resource = "ct_notebooks:runs"
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self, run_id: str) -> None:
+        self.body()
+        status, data = await self.call(self.services.cancel_run, run_id)
+        self.reply(data, status)
+
+
+class RunFileHandler(_ErrorsMixin, JupyterHandler):
+    """A report or notebook HTML of a run, served under a CSP sandbox (never same-origin)."""
+
+    auth_resource = "ct_notebooks:runs"
+
+    @property
+    def content_security_policy(self) -> str:
+        return REPORT_CSP
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, run_id: str, relative: str) -> None:
+        loop = asyncio.get_running_loop()
+        path = await loop.run_in_executor(_POOL, self.services.run_file, run_id, relative)
+        kind = SERVED_TYPES.get(path.suffix.lower())
+        if kind is None:
+            raise ApiError(404, "file_not_found", "no such file in this run")
+        self.set_header("Content-Type", kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Content-Disposition", "inline")
+        self.finish(await loop.run_in_executor(_POOL, path.read_bytes))
+
+
+class ModelsHandler(BaseHandler):
+    auth_resource = "ct_notebooks:registry"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.models))
+
+
+class PromoteHandler(BaseHandler):
+    auth_resource = "ct_notebooks:registry"
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        self.reply(await self.call(self.services.promote, self.body(), actor=self.actor()))
+
+
+class RollbackHandler(BaseHandler):
+    auth_resource = "ct_notebooks:registry"
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        self.reply(await self.call(self.services.rollback, self.body(), actor=self.actor()))
+
+
+class DriftHandler(BaseHandler):
+    auth_resource = "ct_notebooks:drift"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.drift, self.int_arg("limit", 50)))
+
+
+class TriggersHandler(BaseHandler):
+    auth_resource = "ct_notebooks:triggers"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.triggers))
+
+
+class DaemonHandler(BaseHandler):
+    auth_resource = "ct_notebooks:daemon"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.daemon_status))
+
+
+class DaemonActionHandler(BaseHandler):
+    auth_resource = "ct_notebooks:daemon"
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self, action: str) -> None:
+        self.body()
+        self.reply(await self.call(self.services.daemon_action, action))
+
+
+RUN_ID = r"(?P<run_id>[^/]+)"
+
+#: (OpenAPI path template, URL pattern under the namespace, handler)
+ROUTES: list[tuple[str, str, type[tornado.web.RequestHandler]]] = [
+    ("/project", r"/project", ProjectHandler),
+    ("/runs", r"/runs", RunsHandler),
+    ("/runs/{run_id}", rf"/runs/{RUN_ID}", RunHandler),
+    ("/runs/{run_id}/resume", rf"/runs/{RUN_ID}/resume", ResumeHandler),
+    ("/runs/{run_id}/cancel", rf"/runs/{RUN_ID}/cancel", CancelHandler),
+    ("/runs/{run_id}/files/{path}", rf"/runs/{RUN_ID}/files/(?P<relative>.+)", RunFileHandler),
+    ("/models", r"/models", ModelsHandler),
+    ("/models/promote", r"/models/promote", PromoteHandler),
+    ("/models/rollback", r"/models/rollback", RollbackHandler),
+    ("/drift", r"/drift", DriftHandler),
+    ("/triggers", r"/triggers", TriggersHandler),
+    ("/daemon", r"/daemon", DaemonHandler),
+    ("/daemon/{action}", r"/daemon/(?P<action>start|stop)", DaemonActionHandler),
+]

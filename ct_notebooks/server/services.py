@@ -1,0 +1,670 @@
+"""What the server API does, without HTTP: read the archive, launch detached runs, steer the registry."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
+from ..config import CONFIG_FILE
+from ..errors import CTError, ParameterError, ProjectNotFound, ResumeError, RunInProgress, RunNotFound
+from ..models import RunRecord, RunStatus, utcnow
+from ..params import check_name
+from ..project import Project
+
+#: where the server keeps its own state inside the project's ``.ct/`` folder
+SERVER_DIR = "server"
+MAX_PAGE = 200
+RUN_STATUSES = frozenset(s.value for s in RunStatus)
+FINAL = frozenset(s.value for s in RunStatus if s.is_final)
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+")
+
+
+class ApiError(CTError):
+    """A request the API refuses, with the HTTP status to answer (raised by the services)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+@dataclass
+class _Launch:
+    process: subprocess.Popen[bytes]
+    run_id: str
+
+
+class Services:
+    """Built once by the server extension; every handler calls one method here."""
+
+    def __init__(self, root_dir: Path, project_dir: str | None = None, *, python: str | None = None) -> None:
+        self.root_dir = Path(root_dir).resolve()
+        self.project_dir = project_dir
+        self.python = python or sys.executable
+        self._project: Project | None = None
+        self._project_mtime: int | None = None
+        self._registry: Any = None
+        self._registry_lock = threading.Lock()
+        self._launch_lock = threading.Lock()
+        self._children: dict[str, _Launch] = {}
+        self.secrets: list[str] = []
+
+    # -- project -----------------------------------------------------------------------------------
+    def _project_root(self) -> Path:
+        if self.project_dir:
+            candidate = Path(self.project_dir).expanduser()
+            return (candidate if candidate.is_absolute() else self.root_dir / candidate).resolve()
+        return self.root_dir
+
+    def project(self) -> Project:
+        """The project, reloaded when ``ct.yaml`` changes; ProjectNotFound when there is none."""
+        root = self._project_root()
+        config = root / CONFIG_FILE
+        try:
+            mtime = config.stat().st_mtime_ns
+        except OSError:
+            self._project = None
+            raise ProjectNotFound(
+                f"no {CONFIG_FILE} in the folder this server serves; create a project with `ctn init` "
+                "or point CTNotebooksApp.project_dir at one"
+            ) from None
+        if self._project is None or mtime != self._project_mtime:
+            self._project = Project.load(root, search_parents=False)
+            self._project_mtime = mtime
+            self._registry = None
+        return self._project
+
+    def archive(self) -> Archive:
+        project = self.project()
+        return Archive(project.runs_dir, project.index_path)
+
+    def registry(self) -> Any:
+        project = self.project()
+        with self._registry_lock:
+            if self._registry is None:
+                from ..registry import Registry
+
+                self._registry = Registry(project.tracking_uri, project.config.model.registered_name,
+                                          experiment=project.experiment, audit_log=project.alias_audit_log)
+            return self._registry
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project().state_dir / SERVER_DIR
+
+    def jupyter_path(self, path: Path) -> str | None:
+        """``path`` relative to the server's root (what the document manager opens), if it is inside."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root_dir):
+            return None
+        relative = resolved.relative_to(self.root_dir).as_posix()
+        return "" if relative == "." else relative
+
+    def scrub(self, text: str) -> str:
+        """A message fit for a client: no absolute paths, no secrets."""
+        with contextlib.suppress(CTError, OSError):
+            root = str(self.project().root)
+            text = text.replace(root + os.sep, "").replace(root, ".")
+        text = text.replace(str(self.root_dir) + os.sep, "")
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "<hidden>")
+        text = _ABSOLUTE_PATH.sub("<path>", text)
+        return text if len(text) <= 500 else text[:497] + "..."
+
+    def _scrub_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {k: self._scrub_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrub_value(v) for v in value]
+        return value
+
+    # -- project description -----------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The project, its pipelines and the parameters of each stage (for the Run form)."""
+        try:
+            project = self.project()
+        except ProjectNotFound as exc:
+            return {"found": False, "message": self.scrub(str(exc))}
+        import papermill
+
+        pipelines = []
+        for name, pipeline in project.config.pipelines.items():
+            stages = []
+            for stage in pipeline.stages:
+                params: list[dict[str, Any]] = []
+                with contextlib.suppress(Exception):
+                    inspected = papermill.inspect_notebook(str(project.notebook_path(stage.notebook)))
+                    for pname, info in inspected.items():
+                        if pname == "ct_context":
+                            continue
+                        configured = pname in stage.parameters
+                        params.append({
+                            "name": pname,
+                            "type": info.get("inferred_type_name") or "None",
+                            "default": info.get("default"),
+                            "configured": json.dumps(stage.parameters[pname]) if configured else None,
+                            "help": info.get("help") or "",
+                        })
+                stages.append({"name": stage.name, "notebook": stage.notebook, "parameters": params,
+                               "notebook_path": self.jupyter_path(project.notebook_path(stage.notebook))})
+            pipelines.append({"name": name, "stages": stages})
+        return {
+            "found": True,
+            "name": project.name,
+            "path": self.jupyter_path(project.root),
+            "model": project.config.model.registered_name,
+            "primary_metric": project.config.model.primary_metric,
+            "pipelines": pipelines,
+        }
+
+    # -- runs --------------------------------------------------------------------------------------
+    def _summary(self, record: RunRecord) -> dict[str, Any]:
+        return {
+            "run_id": record.run_id,
+            "pipeline": record.pipeline,
+            "status": str(record.status),
+            "outcome": str(record.outcome),
+            "outcome_reason": self.scrub(str(record.outcome_detail.get("reason", ""))),
+            "version": record.outcome_detail.get("version"),
+            "trigger": record.trigger,
+            "reason": self.scrub(record.reason),
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "ended_at": record.ended_at,
+            "duration_s": record.duration_s,
+            "failed_stage": record.failed_stage,
+            "error": self.scrub(record.error) if record.error else None,
+            "stages": [{"name": s.name, "status": str(s.status)} for s in record.stages],
+        }
+
+    def list_runs(self, *, pipeline: str | None, status: str | None, trigger: str | None,
+                  limit: int, offset: int) -> dict[str, Any]:
+        if pipeline is not None and not PIPELINE_PATTERN.fullmatch(pipeline):
+            raise bad_request("pipeline must be a pipeline name")
+        if status is not None and status not in RUN_STATUSES:
+            raise bad_request(f"status must be one of {', '.join(sorted(RUN_STATUSES))}")
+        if trigger is not None and not PIPELINE_PATTERN.fullmatch(trigger):
+            raise bad_request("trigger must be a trigger name")
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise bad_request(f"limit must be 1..{MAX_PAGE} and offset >= 0")
+        self.reap()
+        records = self.archive().list(pipeline=pipeline, status=status, trigger=trigger,
+                                      limit=limit + 1, offset=offset)
+        runs = [self._summary(r) for r in records[:limit]]
+        resuming = {launch["run_id"] for launch in self._live_launches() if launch.get("kind") == "resume"}
+        for run in runs:
+            if run["run_id"] in resuming and run["status"] in FINAL:
+                run["status"] = "queued"
+        known = {r["run_id"] for r in runs}
+        pending = []
+        if offset == 0 and status in (None, "queued"):
+            for launch in self._pending_launches():
+                if launch["run_id"] not in known and (pipeline is None or launch["pipeline"] == pipeline) \
+                        and trigger in (None, "manual"):
+                    pending.append(launch)
+        return {"runs": pending + runs, "limit": limit, "offset": offset, "has_more": len(records) > limit}
+
+    def run_detail(self, run_id: str) -> dict[str, Any]:
+        check_run_id(run_id)
+        self.reap()
+        archive = self.archive()
+        try:
+            folder = archive.find_dir(run_id)
+        except RunNotFound:
+            launch = self._launch_record(run_id)
+            if launch is None:
+                raise
+            return self._launch_summary(launch)
+        record = archive.load(run_id)
+        data = self._scrub_value(record.to_dict())
+        if record.status.is_final and self._resuming(run_id):
+            data["status"] = "queued"
+        data.pop("pid", None)
+        data.pop("host", None)
+        data["folder_path"] = self.jupyter_path(folder)
+        for stage in data["stages"]:
+            nb = stage.get("executed_notebook")
+            stage["notebook_path"] = self.jupyter_path(folder / nb) if nb else None
+            if stage.get("error"):
+                stage["error"].pop("traceback", None)
+        reports = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.html")
+                         if "attempts" not in p.relative_to(folder).parts)
+        data["files"] = reports
+        data["launch_error"] = None
+        return data
+
+    def _resuming(self, run_id: str) -> bool:
+        launch = self._launch_record(run_id)
+        return bool(launch and launch.get("kind") == "resume" and self._launch_busy(launch))
+
+    def run_file(self, run_id: str, relative: str) -> Path:
+        check_run_id(run_id)
+        if "\x00" in relative or relative.startswith("/"):
+            raise bad_request("not a file of this run")
+        return self.archive().resolve(run_id, relative)
+
+    # -- launching ---------------------------------------------------------------------------------
+    def _launch_dir(self) -> Path:
+        folder = self.state_dir / "launches"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _launch_record(self, run_id: str) -> dict[str, Any] | None:
+        path = self._launch_dir() / f"{run_id}.json"
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
+
+    def _launch_summary(self, launch: dict[str, Any]) -> dict[str, Any]:
+        alive = _pid_alive(int(launch.get("pid") or 0))
+        status = "queued" if alive else "failed"
+        error = None if alive else self._launch_error(launch["run_id"])
+        return {
+            "run_id": launch["run_id"], "pipeline": launch["pipeline"], "status": status, "outcome": "none",
+            "outcome_reason": "", "version": None, "trigger": launch.get("trigger", "manual"),
+            "reason": self.scrub(str(launch.get("reason", ""))), "created_at": launch.get("created_at"),
+            "started_at": None, "ended_at": None, "duration_s": None, "failed_stage": None,
+            "error": error, "stages": [], "launch_error": error,
+        }
+
+    def _launch_error(self, run_id: str) -> str:
+        log = self._launch_dir() / f"{run_id}.log"
+        with contextlib.suppress(OSError):
+            lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+            for line in reversed(lines):
+                if line.startswith("ctn: error:"):
+                    return self.scrub(line.removeprefix("ctn: error:").strip())
+        return "the run process exited before the run started"
+
+    def _pending_launches(self) -> list[dict[str, Any]]:
+        out = []
+        archive = self.archive()
+        for path in sorted(self._launch_dir().glob("*.json"), reverse=True):
+            launch = self._launch_record(path.stem)
+            if launch is None or launch.get("kind") != "run":
+                continue
+            try:
+                archive.find_dir(path.stem)
+                continue
+            except (RunNotFound, CTError):
+                pass
+            summary = self._launch_summary(launch)
+            out.append(summary)
+        return out
+
+    def _check_idle(self, pipeline: str) -> None:
+        """Refuse early (409) when another run holds the pipeline's lock."""
+        project = self.project()
+        locks = project.locks_dir
+        locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(locks / f"{pipeline}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f": run {json.loads((locks / f'{pipeline}.owner.json').read_text()).get('run_id')}"
+            raise RunInProgress(f"pipeline {pipeline!r} is already running{holder}") from None
+        lock.release()
+        for launch in self._live_launches():
+            if launch["pipeline"] == pipeline:
+                raise RunInProgress(f"pipeline {pipeline!r} is already running: run {launch['run_id']}")
+
+    def _live_launches(self) -> list[dict[str, Any]]:
+        """Launch records whose process still runs (a run or a resume started by this API)."""
+        live = []
+        for path in self._launch_dir().glob("*.json"):
+            launch = self._launch_record(path.stem)
+            if launch is not None and self._launch_busy(launch):
+                live.append(launch)
+        return live
+
+    def _launch_busy(self, launch: dict[str, Any]) -> bool:
+        """The launched process has not finished its run yet (it may linger a moment after)."""
+        if not _pid_alive(int(launch.get("pid") or 0)):
+            return False
+        try:
+            record = self.archive().load(str(launch["run_id"]))
+        except RunNotFound:
+            return True
+        if not record.status.is_final:
+            return True
+        # a resume starts from a final record: busy until the record says it ran again
+        return launch.get("kind") == "resume" and (record.ended_at or "") < str(launch.get("created_at") or "")
+
+    def start_run(self, body: Any, *, idempotency_key: str | None, actor: str) -> tuple[int, dict[str, Any]]:
+        """Validate, then start ``ctn`` in a detached process; ``(status, body)``."""
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        unknown = set(body) - {"pipeline", "parameters", "reason"}
+        if unknown:
+            raise bad_request(f"unknown field(s): {', '.join(sorted(str(k)[:40] for k in unknown))}")
+        pipeline = body.get("pipeline")
+        if not isinstance(pipeline, str) or not PIPELINE_PATTERN.fullmatch(pipeline):
+            raise bad_request("pipeline must be a pipeline name")
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise bad_request("reason must be a string of at most 500 characters")
+        overrides = parse_parameters(body.get("parameters", {}))
+        if idempotency_key is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", idempotency_key):
+            raise bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+        from ..runner import Runner
+
+        project = self.project()
+        Runner(project).plan(pipeline, overrides)  # ParameterError / ConfigError -> 400, nothing started
+        with self._launch_lock:
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            if idempotency_key is not None:
+                key_file = self._idempotency_file(idempotency_key)
+                with contextlib.suppress(OSError, ValueError):
+                    previous = json.loads(key_file.read_text(encoding="utf-8"))
+                    if previous.get("body") != digest:
+                        raise ApiError(422, "idempotency_conflict",
+                                       "this Idempotency-Key was used with a different request body")
+                    return 200, {"run_id": previous["run_id"], "pipeline": pipeline, "status": "queued",
+                                 "replayed": True}
+            self._check_idle(pipeline)
+            run_id = new_run_id()
+            why = reason or f"started from JupyterLab by {actor}"
+            args = ["run", pipeline, "--run-id", run_id, f"--reason={why}",
+                    *[f"--param={_assignment(stage, name, value)}" for stage, name, value in overrides]]
+            self._launch(run_id, pipeline, args, kind="run", reason=reason)
+            if idempotency_key is not None:
+                atomic_write_json(self._idempotency_file(idempotency_key), {"run_id": run_id, "body": digest})
+        return 202, {"run_id": run_id, "pipeline": pipeline, "status": "queued", "replayed": False}
+
+    def _idempotency_file(self, key: str) -> Path:
+        folder = self.state_dir / "idempotency"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+    def resume_run(self, run_id: str) -> tuple[int, dict[str, Any]]:
+        check_run_id(run_id)
+        record = self.archive().load(run_id)
+        if not (record.status.is_failure or record.status == RunStatus.BLOCKED):
+            raise ResumeError(f"run {run_id} is {record.status}; only failed, timed-out, kernel-died, "
+                              "cancelled or blocked runs can be resumed")
+        with self._launch_lock:
+            self._check_idle(record.pipeline)
+            self._launch(run_id, record.pipeline, ["resume", run_id], kind="resume", reason="")
+        return 202, {"run_id": run_id, "pipeline": record.pipeline, "status": "queued"}
+
+    def _launch(self, run_id: str, pipeline: str, args: list[str], *, kind: str, reason: str) -> None:
+        project = self.project()
+        folder = self._launch_dir()
+        log = open(folder / f"{run_id}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER_TOKEN"))}
+            env["PYTHONUNBUFFERED"] = "1"
+            process = subprocess.Popen(
+                # ``ctn run`` / ``ctn resume`` themselves: SIGTERM cancels exactly as on the command line
+                [self.python, "-m", "ct_notebooks.cli", *args, "--quiet", "--project", str(project.root)],
+                cwd=str(project.root), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, env=env,
+            )
+        finally:
+            log.close()
+        self._children[f"{run_id}:{process.pid}"] = _Launch(process, run_id)
+        atomic_write_json(folder / f"{run_id}.json", {
+            "run_id": run_id, "pipeline": pipeline, "pid": process.pid, "kind": kind,
+            "created_at": utcnow(), "reason": reason, "trigger": "manual",
+        })
+
+    def reap(self) -> None:
+        """Collect exited children so they do not linger as zombies."""
+        for key, launch in list(self._children.items()):
+            if launch.process.poll() is not None:
+                del self._children[key]
+
+    def cancel_run(self, run_id: str) -> tuple[int, dict[str, Any]]:
+        check_run_id(run_id)
+        self.reap()
+        archive = self.archive()
+        pid: int | None = None
+        try:
+            record = archive.load(run_id)
+        except RunNotFound:
+            launch = self._launch_record(run_id)
+            if launch is None:
+                raise
+            pid = int(launch.get("pid") or 0)
+        else:
+            if record.status.is_final:
+                raise ApiError(409, "not_running", f"run {run_id} is {record.status}, not running")
+            pid = record.pid
+            if pid is None:
+                launch = self._launch_record(run_id)
+                pid = int(launch.get("pid") or 0) if launch else None
+        if not pid or not _pid_alive(pid) or not self._is_our_process(pid):
+            raise ApiError(409, "not_running", f"run {run_id} has no live ct-notebooks process of this project")
+        os.kill(pid, signal.SIGTERM)
+        return 202, {"run_id": run_id, "status": "cancelling"}
+
+    def _is_our_process(self, pid: int) -> bool:
+        """True when ``pid`` is a ct-notebooks process working on this project."""
+        proc = Path("/proc") / str(pid)
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        text = [a.decode(errors="replace") for a in argv]
+        if not any("ct_notebooks" in a or Path(a).name == "ctn" for a in text):
+            return False
+        root = str(self.project().root)
+        if root in text:
+            return True
+        with contextlib.suppress(OSError):
+            return Path(os.readlink(proc / "cwd")).resolve().is_relative_to(self.project().root)
+        return False
+
+    # -- registry ----------------------------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        project = self.project()
+        registry = self.registry()
+        versions = registry.versions()
+        audit = [m.to_dict() for m in registry.audit_log()]
+        aliases: dict[str, int] = {}
+        out = []
+        for v in versions:
+            data = v.to_dict()
+            data.pop("source", None)
+            data["gate"] = v.tags.get("ct.gate")
+            data["gate_reason"] = v.tags.get("ct.gate_reason")
+            data["ct_run_id"] = v.tags.get("ct.run_id")
+            for alias in v.aliases:
+                aliases[alias] = v.version
+            out.append(self._scrub_value(data))
+        return {"model": project.config.model.registered_name, "primary_metric": project.config.model.primary_metric,
+                "aliases": aliases, "versions": out, "audit": self._scrub_value(list(reversed(audit)))}
+
+    def promote(self, body: Any, *, actor: str) -> dict[str, Any]:
+        if not isinstance(body, dict) or set(body) - {"version", "reason"}:
+            raise bad_request("the body must be an object with 'version' (integer) and optional 'reason'")
+        version = body.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise bad_request("version must be a positive integer")
+        reason = _reason(body, "promoted from JupyterLab")
+        move = self.registry().promote(version, actor=actor, reason=reason)
+        return dict(self._scrub_value(move.to_dict()))
+
+    def rollback(self, body: Any, *, actor: str) -> dict[str, Any]:
+        if not isinstance(body, dict) or set(body) - {"to_version", "reason"}:
+            raise bad_request("the body must be an object with optional 'to_version' (integer) and 'reason'")
+        to_version = body.get("to_version")
+        if to_version is not None and (not isinstance(to_version, int) or isinstance(to_version, bool)
+                                       or to_version < 1):
+            raise bad_request("to_version must be a positive integer")
+        reason = _reason(body, "rolled back from JupyterLab")
+        move = self.registry().rollback(actor=actor, reason=reason, to_version=to_version)
+        return dict(self._scrub_value(move.to_dict()))
+
+    # -- drift -------------------------------------------------------------------------------------
+    def drift(self, limit: int) -> dict[str, Any]:
+        if not 1 <= limit <= MAX_PAGE:
+            raise bad_request(f"limit must be 1..{MAX_PAGE}")
+        project = self.project()
+        pipelines = [name for name, p in project.config.pipelines.items() if any(s.name == "drift" for s in p.stages)]
+        archive = self.archive()
+        batches = []
+        latest: dict[str, Any] | None = None
+        records: list[RunRecord] = []
+        for name in pipelines:
+            records.extend(archive.list(pipeline=name, limit=limit))
+        records.sort(key=lambda r: r.run_id, reverse=True)
+        for record in records[:limit]:
+            outputs = record.outputs()
+            drift = outputs.get("drift")
+            if not drift or not isinstance(drift.get("drift_share"), int | float):
+                continue
+            report = drift.get("report_html")
+            prediction = drift.get("prediction_drift") or {}
+            item = {
+                "run_id": record.run_id,
+                "created_at": record.created_at,
+                "status": str(record.status),
+                "batch": outputs.get("score", {}).get("batch"),
+                "drift_share": drift["drift_share"],
+                "dataset_drift": bool(drift.get("dataset_drift")),
+                "share_threshold": drift.get("share_threshold"),
+                "drifted_columns": drift.get("drifted_columns") or [],
+                "prediction_drift": prediction.get("drifted") if isinstance(prediction, dict) else None,
+                "report": report if isinstance(report, str) else None,
+            }
+            batches.append(self._scrub_value(item))
+            if latest is None:
+                latest = {**item, "columns": self._scrub_value(drift.get("columns") or [])}
+        batches.reverse()
+        return {"batches": batches, "latest": latest}
+
+    # -- triggers and daemon -----------------------------------------------------------------------
+    def triggers(self) -> dict[str, Any]:
+        project = self.project()
+        triggers: Any = project.config.triggers
+        if hasattr(triggers, "model_dump"):
+            triggers = triggers.model_dump(mode="json")
+        info: dict[str, Any] = {"config": self._scrub_value(_jsonable(triggers)), "next_fire_times": [],
+                                "decisions": [], "daemon": self.daemon_status()}
+        daemon = _daemon_module()
+        if daemon is None:
+            return info
+        status = _jsonable(daemon.status(project))
+        for name, rule in (status.get("rules") or {}).items():
+            if rule.get("next_fire"):
+                info["next_fire_times"].append({"trigger": name, "pipeline": rule.get("pipeline"),
+                                                "cron": rule.get("cron"), "next_fire": rule["next_fire"]})
+        store = daemon.store_for(project)
+        info["decisions"] = self._scrub_value(_jsonable([d.to_dict() for d in store.decisions(limit=20)]))
+        return info
+
+    def daemon_status(self) -> dict[str, Any]:
+        daemon = _daemon_module()
+        if daemon is None:
+            return {"available": False, "running": False,
+                    "message": "the ct-notebooks daemon is not installed in this version"}
+        project = self.project()
+        status = _jsonable(daemon.status(project))
+        info = status.get("daemon") or {}
+        return self._scrub_value({
+            "available": True,
+            "running": bool(info),
+            "pid": info.get("pid"),
+            "started_at": info.get("started_at"),
+            "heartbeat_at": info.get("heartbeat_at"),
+            "queued_jobs": len(status.get("queued") or []),
+            "running_jobs": len(status.get("running") or []),
+            "decision_counts": status.get("decision_counts") or {},
+        })
+
+    def daemon_action(self, action: str) -> dict[str, Any]:
+        daemon = _daemon_module()
+        functions = {"start": "start_daemon", "stop": "stop_daemon"}
+        fn = getattr(daemon, functions.get(action, ""), None) if daemon is not None else None
+        if not callable(fn):
+            raise ApiError(501, "unavailable", "the ct-notebooks daemon is not installed in this version")
+        try:
+            fn(self.project())
+        except CTError as exc:
+            if isinstance(exc, ApiError | ProjectNotFound):
+                raise
+            raise ApiError(409, "daemon_refused", str(exc)) from exc
+        return self.daemon_status()
+
+
+def _daemon_module() -> Any:
+    try:
+        from .. import daemon
+    except ImportError:
+        return None
+    return daemon
+
+
+def _assignment(stage: str | None, name: str, value: Any) -> str:
+    """One override as ``ctn run -p`` takes it: ``[stage.]name=<JSON>`` (parsed back by ``parse_assignment``)."""
+    return f"{stage + '.' if stage else ''}{name}={json.dumps(value)}"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))
+
+
+def _reason(body: dict[str, Any], default: str) -> str:
+    reason = body.get("reason", default)
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise bad_request("reason must be a string of at most 500 characters")
+    return reason or default
+
+
+def parse_parameters(value: Any) -> list[tuple[str | None, str, Any]]:
+    """``{"stage": {"name": value}}`` -> runner overrides; names checked exactly as the CLI does."""
+    if not isinstance(value, dict):
+        raise bad_request("parameters must be an object {stage: {name: value}}")
+    overrides: list[tuple[str | None, str, Any]] = []
+    for stage, params in value.items():
+        if not isinstance(stage, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", stage):
+            raise ParameterError(f"{str(stage)[:40]!r} is not a stage name")
+        if not isinstance(params, dict):
+            raise bad_request(f"parameters of stage {stage!r} must be an object {{name: value}}")
+        for name, item in params.items():
+            check_name(name)
+            overrides.append((stage, name, item))
+    return overrides
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+__all__ = ["RUN_FILE", "ApiError", "Services", "bad_request", "parse_parameters"]

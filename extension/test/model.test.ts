@@ -1,0 +1,83 @@
+import {
+  formatDuration,
+  formatShare,
+  initialText,
+  isResumable,
+  newIdempotencyKey,
+  outcomeText,
+  parseValue,
+  sparkline,
+  startRunBody,
+  statusIcon
+} from '../src/model';
+
+describe('formatting', () => {
+  it('formats durations', () => {
+    expect(formatDuration(null)).toBe('–');
+    expect(formatDuration(3.21)).toBe('3.2 s');
+    expect(formatDuration(42)).toBe('42 s');
+    expect(formatDuration(125)).toBe('2 min 5 s');
+    expect(formatDuration(7300)).toBe('2 h 1 min');
+  });
+  it('formats shares, outcomes, icons', () => {
+    expect(formatShare(0.254)).toBe('25%');
+    expect(formatShare(null)).toBe('–');
+    expect(outcomeText({ outcome: 'promoted', version: 3 })).toBe('v3 promoted');
+    expect(outcomeText({ outcome: 'rejected', version: null })).toBe('rejected');
+    expect(outcomeText({ outcome: 'none', version: null })).toBe('');
+    expect(statusIcon('succeeded')).toBe('✔');
+    expect(statusIcon('weird')).toBe('?');
+  });
+  it('knows resumable runs', () => {
+    expect(isResumable({ status: 'failed' })).toBe(true);
+    expect(isResumable({ status: 'blocked' })).toBe(true);
+    expect(isResumable({ status: 'succeeded' })).toBe(false);
+    expect(isResumable({ status: 'running' })).toBe(false);
+  });
+});
+
+describe('run form', () => {
+  it('parses JSON values and keeps other text as strings', () => {
+    expect(parseValue('0.3')).toBe(0.3);
+    expect(parseValue('null')).toBeNull();
+    expect(parseValue('[1, 2]')).toEqual([1, 2]);
+    expect(parseValue('batch-01.csv')).toBe('batch-01.csv');
+    expect(parseValue('"quoted"')).toBe('quoted');
+  });
+  it('starts fields from ct.yaml values, else notebook defaults', () => {
+    const spec = { name: 'x', type: 'float', help: '', default: '0.2', configured: null };
+    expect(initialText(spec)).toBe('0.2');
+    expect(initialText({ ...spec, configured: '0.5' })).toBe('0.5');
+    expect(initialText({ ...spec, default: 'None' })).toBe('null');
+    expect(initialText({ ...spec, default: 'True' })).toBe('true');
+    expect(initialText({ ...spec, default: "'batch.csv'" })).toBe('"batch.csv"');
+  });
+  it('sends only changed fields', () => {
+    const body = startRunBody(
+      'monitor',
+      [
+        { stage: 'score', name: 'batch', initial: 'null', text: 'batch-01.csv' },
+        { stage: 'drift', name: 'drift_report', initial: 'true', text: 'true' },
+        { stage: 'drift', name: 'share_threshold', initial: 'null', text: ' 0.4 ' }
+      ],
+      '  why  '
+    );
+    expect(body).toEqual({
+      pipeline: 'monitor',
+      parameters: { score: { batch: 'batch-01.csv' }, drift: { share_threshold: 0.4 } },
+      reason: 'why'
+    });
+    expect(startRunBody('train', [], '')).toEqual({ pipeline: 'train' });
+  });
+  it('makes distinct idempotency keys', () => {
+    expect(newIdempotencyKey()).not.toBe(newIdempotencyKey());
+  });
+});
+
+describe('sparkline', () => {
+  it('scales shares into the box', () => {
+    expect(sparkline([], 100, 10)).toBe('');
+    expect(sparkline([0, 1], 100, 10)).toBe('0.0,10.0 100.0,0.0');
+    expect(sparkline([2], 100, 10)).toBe('0.0,0.0');
+  });
+});

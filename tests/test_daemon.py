@@ -1,0 +1,234 @@
+"""The daemon as a real process: cron, watcher, queue, dedupe, heartbeats, reaper; real files and kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from daemon_helpers import (
+    DaemonProcess,
+    batch_frame,
+    finished_runs,
+    idle,
+    make_daemon_project,
+    runs,
+    store,
+    wait_for,
+    write_slowly,
+)
+
+from ct_notebooks.archive import RUN_FILE, Archive
+from ct_notebooks.models import RunStatus
+from ct_notebooks.project import Project
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _executions(project: Project) -> list[str]:
+    path = project.root / "train-executions.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def _drop(project: Project, name: str, **kwargs: object) -> Path:
+    path = project.incoming_dir / name
+    tmp = project.incoming_dir / f".{name}.tmp"
+    batch_frame(400, **kwargs).to_csv(tmp, index=False)  # type: ignore[arg-type]
+    tmp.rename(path)
+    return path
+
+
+def _running_train(project: Project) -> object:
+    for record in runs(project, "train"):
+        folder = project.runs_dir / "train" / record.run_id
+        if record.status == RunStatus.RUNNING and (folder / "kernel.pid").exists():
+            return record
+    return None
+
+
+def test_cron_fires_and_the_run_starts(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p", rules={"often": {"kind": "schedule", "cron": "*/3 * * * * *"}})
+    daemon = DaemonProcess(project).wait_ready()
+    try:
+        wait_for(lambda: finished_runs(project, "train"), 60, "a train run started by cron")
+    finally:
+        assert daemon.stop() == 0
+    record = finished_runs(project, "train")[-1]
+    assert record.status == RunStatus.SUCCEEDED and record.trigger == "schedule"
+    assert record.decision is not None and record.decision["dedupe_key"].startswith("schedule:often:")
+    ticks = [d for d in store(project).decisions(trigger="often") if d.action == "started"]
+    assert ticks and all(d.values["late_s"] < 1.0 for d in ticks)
+    assert record.run_id in {d.run_id for d in ticks}
+
+
+def test_second_daemon_refuses_naming_the_holder_and_cli_controls(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p")
+    ctn = [sys.executable, "-m", "ct_notebooks.cli"]
+    started = subprocess.run([*ctn, "daemon", "start", "--project", str(project.root)], capture_output=True,
+                             text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout.split()[2])
+    try:
+        second = subprocess.run([*ctn, "daemon", "start", "--foreground", "--project", str(project.root)],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and f"daemon pid {pid}" in second.stderr
+        third = subprocess.run([*ctn, "daemon", "start", "--project", str(project.root)], capture_output=True,
+                               text=True, timeout=60)
+        assert third.returncode == 2 and f"daemon pid {pid}" in third.stderr
+        status = subprocess.run([*ctn, "daemon", "status", "--json", "--project", str(project.root)],
+                                capture_output=True, text=True, timeout=60)
+        assert json.loads(status.stdout)["daemon"]["pid"] == pid
+    finally:
+        stopped = subprocess.run([*ctn, "daemon", "stop", "--project", str(project.root)], capture_output=True,
+                                 text=True, timeout=120)
+    assert stopped.returncode == 0 and f"daemon pid {pid} stopped" in stopped.stdout
+    status = subprocess.run([*ctn, "daemon", "status", "--project", str(project.root)], capture_output=True,
+                            text=True, timeout=60)
+    assert "not running" in status.stdout
+
+
+def test_slow_file_is_picked_up_once_after_stable_and_a_copy_runs_nothing(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p", watch={"stable_s": 1.0})
+    daemon = DaemonProcess(project).wait_ready()
+    try:
+        data = batch_frame(2000, seed=1).to_csv(index=False).encode()
+        write_slowly(project.incoming_dir / "slow.csv", data, pieces=6, pause=0.4)
+        written = (project.incoming_dir / "slow.csv").stat().st_mtime  # the last change, not the last pause
+        record = wait_for(lambda: finished_runs(project, "monitor"), 60, "monitor run of slow.csv")[0]
+        shutil.copyfile(project.incoming_dir / "slow.csv", project.incoming_dir / "slow-copy.csv")
+        wait_for(lambda: any(d.action == "duplicate" for d in store(project).decisions()), 30, "copy seen")
+        time.sleep(1.0)
+    finally:
+        assert daemon.stop() == 0
+    monitors = runs(project, "monitor")
+    assert len(monitors) == 1 and record.status == RunStatus.SUCCEEDED
+    assert record.stages[0].outputs["rows"] == 2000  # the whole file, not a prefix
+    created = Archive(project.runs_dir, project.index_path).load(record.run_id).created_at
+    from ct_notebooks.triggers import parse_iso
+
+    assert parse_iso(created).timestamp() >= written + 1.0 - 0.05  # only once stable for stable_s
+    watch = [d for d in store(project).decisions() if d.trigger == "watch"]
+    assert sorted(d.action for d in watch) == ["duplicate", "started"]
+    assert "same content as slow.csv" in next(d.reason for d in watch if d.action == "duplicate")
+
+
+def test_drift_fires_on_shifted_data_not_on_same_distribution_and_cooldown_holds(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}},
+                                  guards={"cooldown_s": 3600})
+    daemon = DaemonProcess(project).wait_ready()
+    try:
+        _drop(project, "same.csv", seed=11)
+        wait_for(lambda: len(finished_runs(project, "monitor")) == 1 and idle(project), 60, "same.csv monitored")
+        _drop(project, "shifted.csv", seed=12, shift=1.5)
+        wait_for(lambda: finished_runs(project, "train") and idle(project), 60, "retrain after drift")
+        _drop(project, "shifted-again.csv", seed=13, shift=1.5)
+        wait_for(lambda: len(finished_runs(project, "monitor")) == 3 and idle(project)
+                 and len(store(project).decisions(trigger="shift")) == 3, 60, "third batch evaluated")
+    finally:
+        assert daemon.stop() == 0
+    decisions = list(reversed(store(project).decisions(trigger="shift")))
+    assert [d.action for d in decisions] == ["not_fired", "started", "suppressed"]
+    assert decisions[0].values["drift_share"] < 0.5 and decisions[1].values["drift_share"] >= 0.5
+    assert decisions[2].blocked_by == "cooldown"
+    train = finished_runs(project, "train")
+    assert len(train) == 1 and train[0].trigger == "drift" and train[0].decision["trigger"] == "shift"
+
+
+def test_performance_trigger_and_daily_budget(tmp_path: Path) -> None:
+    project = make_daemon_project(
+        tmp_path / "p",
+        rules={"decay": {"kind": "performance", "metric": "accuracy", "below": 0.8, "min_labelled_rows": 100}},
+        guards={"max_per_day": 1},
+    )
+    daemon = DaemonProcess(project).wait_ready()
+    try:
+        _drop(project, "good.csv", seed=21, accuracy=0.95)
+        wait_for(lambda: len(store(project).decisions(trigger="decay")) == 1, 60, "good batch evaluated")
+        _drop(project, "bad.csv", seed=22, accuracy=0.6)
+        wait_for(lambda: finished_runs(project, "train") and idle(project), 60, "retrain after decay")
+        _drop(project, "worse.csv", seed=23, accuracy=0.5)
+        wait_for(lambda: len(store(project).decisions(trigger="decay")) == 3 and idle(project), 60, "budget")
+    finally:
+        assert daemon.stop() == 0
+    decisions = list(reversed(store(project).decisions(trigger="decay")))
+    assert [d.action for d in decisions] == ["not_fired", "started", "suppressed"]
+    assert decisions[1].values["value"] < 0.8 and decisions[2].blocked_by == "budget"
+    assert len(runs(project, "train")) == 1
+
+
+def _start_slow_train(project: Project) -> tuple[DaemonProcess, object]:
+    daemon = DaemonProcess(project).wait_ready()
+    _drop(project, "shifted.csv", seed=31, shift=1.5)
+    record = wait_for(lambda: _running_train(project), 90, "train run running in its kernel")
+    return daemon, record
+
+
+def test_kill9_of_the_daemon_mid_run_the_next_daemon_adopts_and_nothing_runs_twice(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}}, train_seconds=4)
+    daemon, _ = _start_slow_train(project)
+    daemon.kill9()
+    second = DaemonProcess(project).wait_ready()
+    try:
+        wait_for(lambda: finished_runs(project, "train") and idle(project), 90, "adopted run finishes")
+        time.sleep(1.5)
+    finally:
+        assert second.stop() == 0
+    train = runs(project, "train")
+    assert len(train) == 1 and train[0].status == RunStatus.SUCCEEDED
+    assert _executions(project) == [train[0].run_id]
+    assert len(runs(project, "monitor")) == 1
+    assert [j.state for j in store(project).jobs()] == ["done", "done"]
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_restart_after_daemon_and_worker_died_reaps_the_orphan(tmp_path: Path, retries: int) -> None:
+    project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}},
+                                  daemon={"retries": retries}, train_seconds=4)
+    daemon, record = _start_slow_train(project)
+    kernel = int((project.runs_dir / "train" / record.run_id / "kernel.pid").read_text())  # type: ignore
+    daemon.kill9()
+    os.kill(record.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    # the orphaned kernel notices its parent is gone and exits by itself
+    wait_for(lambda: not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE,
+             20, "orphaned kernel exits")
+    second = DaemonProcess(project).wait_ready()
+    try:
+        wait_for(lambda: idle(project) and finished_runs(project, "train"), 90, "orphan reaped")
+        time.sleep(1.0)
+    finally:
+        assert second.stop() == 0
+    train = runs(project, "train")
+    assert len(train) == 1  # no second run of the same decision
+    archived = json.loads((project.runs_dir / "train" / train[0].run_id / RUN_FILE).read_text())
+    jobs = list(reversed(store(project).jobs()))
+    if retries == 0:
+        assert archived["status"] == "failed" and "reaped by daemon" in archived["error"]
+        assert archived["stages"][0]["status"] == "failed"
+        assert [j.state for j in jobs] == ["done", "failed"]
+        assert _executions(project) == [train[0].run_id]
+    else:
+        assert archived["status"] == "succeeded" and archived["attempts"] == 2
+        assert [j.state for j in jobs] == ["done", "failed", "done"] and jobs[2].mode == "resume"
+        assert _executions(project) == [train[0].run_id] * 2
+
+
+def test_kill9_of_a_stage_kernel_leaves_a_consistent_run(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}}, train_seconds=30)
+    daemon, record = _start_slow_train(project)
+    try:
+        kernel = int((project.runs_dir / "train" / record.run_id / "kernel.pid").read_text())  # type: ignore
+        os.kill(kernel, signal.SIGKILL)
+        wait_for(lambda: finished_runs(project, "train") and idle(project), 60, "run ends after its kernel died")
+        assert daemon.proc.poll() is None
+    finally:
+        assert daemon.stop() == 0
+    train = runs(project, "train")
+    assert len(train) == 1 and train[0].status == RunStatus.KERNEL_DIED
+    assert next(j.run_status for j in store(project).jobs()) == "kernel_died"

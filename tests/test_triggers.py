@@ -1,0 +1,249 @@
+"""Trigger rules: config validation, the pure evaluation functions, guards, and the decisions store."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ct_notebooks import cli
+from ct_notebooks.archive import Archive
+from ct_notebooks.config import parse_config
+from ct_notebooks.daemon import Engine, store_for
+from ct_notebooks.errors import ConfigError
+from ct_notebooks.models import RunRecord, RunStatus, StageRecord
+from ct_notebooks.project import Project
+from ct_notebooks.trigger_config import DriftRule, GuardsConfig, NewDataRule, PerformanceRule, ScheduleRule
+from ct_notebooks.triggers import (
+    GuardState,
+    apply_guards,
+    evaluate_catch_up,
+    evaluate_drift,
+    evaluate_new_data,
+    evaluate_performance,
+    evaluate_tick,
+    missed_ticks,
+    next_fire,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def small_config(**sections: Any) -> dict[str, Any]:
+    """A minimal ``ct.yaml`` mapping (default pipelines train and monitor)."""
+    return {"name": "trigger-test", "data": {"target": "default", "time_column": "application_date"},
+            "model": {"registered_name": "trigger-test"}, **sections}
+
+
+def _config(triggers: dict[str, Any]) -> Any:
+    return parse_config(small_config(triggers=triggers))
+
+
+# -- config -------------------------------------------------------------------------------------------
+def test_full_triggers_section_validates() -> None:
+    config = _config({
+        "guards": {"cooldown_s": 3600, "max_per_day": 3, "override": "auto"},
+        "watch": {"stable_s": 5, "poll_s": 1},
+        "daemon": {"max_concurrent": 2, "retries": 1},
+        "rules": {
+            "nightly": {"kind": "schedule", "cron": "0 2 * * *", "timezone": "Europe/Paris", "misfire": "skip"},
+            "batches": {"kind": "new_data", "min_rows": 5000},
+            "decay": {"kind": "performance", "max_drop": 0.02, "min_labelled_rows": 200},
+            "shift": {"kind": "drift", "share": 0.3, "features": ["income"]},
+        },
+    })
+    rules = config.triggers.rules
+    assert isinstance(rules["nightly"], ScheduleRule) and rules["nightly"].pipeline == "train"
+    assert isinstance(rules["batches"], NewDataRule) and rules["batches"].min_rows == 5000
+    assert isinstance(rules["decay"], PerformanceRule) and isinstance(rules["shift"], DriftRule)
+    assert config.triggers.guards.max_per_day == 3
+
+
+@pytest.mark.parametrize(("rules", "key", "words"), [
+    ({"n": {"kind": "schedule", "cron": "0 2 * *"}}, "triggers.rules.n.cron", "5 fields"),
+    ({"n": {"kind": "schedule", "cron": "0 99 * * *"}}, "triggers.rules.n.cron", "maximum"),
+    ({"n": {"kind": "schedule", "cron": "0 2 * * *", "timezone": "Mars/Base"}}, "triggers.rules.n.timezone",
+     "unknown time zone"),
+    ({"n": {"kind": "schedule", "cron": "0 2 * * *", "misfire": "later"}}, "triggers.rules.n.misfire", "skip"),
+    ({"n": {"kind": "new_data", "min_rows": 0}}, "triggers.rules.n.min_rows", "greater"),
+    ({"n": {"kind": "performance"}}, "triggers.rules.n", "below"),
+    ({"n": {"kind": "drift", "shar": 0.3}}, "triggers.rules.n.shar", "not a known key"),
+    ({"n": {"kind": "drift"}}, "triggers.rules.n", "share"),
+    ({"n": {"kind": "drift", "share": 0.3, "pipeline": "retrain"}}, "triggers.rules.n.pipeline", "not defined"),
+    ({"n": {"kind": "hourly"}}, "triggers.rules.n", "kind"),
+    ({"Bad Name": {"kind": "drift", "share": 0.3}}, "triggers.rules", "rule name"),
+])
+def test_bad_trigger_config_names_the_key(rules: dict[str, Any], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config({"rules": rules})
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+def test_bad_guard_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        _config({"guards": {"cooldown_s": -1}})
+    assert info.value.key == "triggers.guards.cooldown_s"
+
+
+# -- schedule -----------------------------------------------------------------------------------------
+def test_cron_with_timezone_and_seconds() -> None:
+    rule = ScheduleRule(kind="schedule", cron="0 2 * * *", timezone="Europe/Paris")
+    upcoming = next_fire(rule, NOW)
+    assert upcoming is not None and upcoming.astimezone(UTC) == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    fast = ScheduleRule(kind="schedule", cron="*/10 * * * * *")
+    assert next_fire(fast, NOW) == NOW + timedelta(seconds=10)
+
+
+def test_tick_on_time_fires_and_a_late_one_follows_the_misfire_policy() -> None:
+    skip = ScheduleRule(kind="schedule", cron="0 * * * *", misfire="skip", misfire_grace_s=30)
+    on_time = evaluate_tick("hourly", skip, NOW, NOW + timedelta(seconds=0.2))
+    assert on_time.fired and on_time.dedupe_key == "schedule:hourly:2026-03-01T12:00:00.000000Z"
+    assert on_time.values["late_s"] == pytest.approx(0.2)
+    late = evaluate_tick("hourly", skip, NOW, NOW + timedelta(minutes=5))
+    assert not late.fired and "misfire: skip" in late.reason
+    catch = ScheduleRule(kind="schedule", cron="0 * * * *", misfire="run_once", misfire_grace_s=30)
+    assert evaluate_tick("hourly", catch, NOW, NOW + timedelta(minutes=5)).fired
+
+
+def test_missed_ticks_and_catch_up() -> None:
+    rule = ScheduleRule(kind="schedule", cron="0 * * * *", misfire="run_once")
+    missed = missed_ticks(rule, NOW, NOW + timedelta(hours=3, minutes=30))
+    assert [t.hour for t in missed] == [13, 14, 15]
+    assert missed_ticks(rule, None, NOW) == []
+    once = evaluate_catch_up("hourly", rule, missed, NOW + timedelta(hours=3, minutes=30))
+    assert once.fired and once.values["missed"] == 3 and once.dedupe_key.endswith("T15:00:00.000000Z")
+    skipped = evaluate_catch_up("hourly", rule.model_copy(update={"misfire": "skip"}), missed, NOW)
+    assert not skipped.fired and "skipped" in skipped.reason
+
+
+# -- new data, performance, drift ------------------------------------------------------------------------
+def test_new_data_counts_rows_against_min_rows() -> None:
+    rule = NewDataRule(kind="new_data", min_rows=1000)
+    few = evaluate_new_data("batches", rule, new_rows=600, digests=["a"], since=None, now=NOW)
+    enough = evaluate_new_data("batches", rule, new_rows=1200, digests=["a", "b"], since=None, now=NOW)
+    assert not few.fired and "600 new row(s)" in few.reason
+    assert enough.fired and enough.values == {"new_rows": 1200, "min_rows": 1000, "files": 2, "since": None}
+    assert few.dedupe_key != enough.dedupe_key
+
+
+def _perf(acc: float | None, rows: int = 500, has_labels: bool = True) -> dict[str, Any]:
+    return {"has_labels": has_labels, "labelled_rows": rows, "metrics": {"accuracy": acc, "roc_auc": 0.8},
+            "champion_metrics": {"accuracy": 0.9, "roc_auc": 0.85}, "batch": "b.csv"}
+
+
+def test_performance_below_threshold_and_drop_from_champion() -> None:
+    below = PerformanceRule(kind="performance", metric="accuracy", below=0.8, min_labelled_rows=100)
+    assert not evaluate_performance("p", below, _perf(0.85), primary_metric="roc_auc", batch_key="k", now=NOW).fired
+    fired = evaluate_performance("p", below, _perf(0.7), primary_metric="roc_auc", batch_key="k", now=NOW)
+    assert fired.fired and "accuracy 0.7000 < 0.8" in fired.reason and fired.values["drop"] == pytest.approx(0.2)
+    few = evaluate_performance("p", below, _perf(0.5, rows=50), primary_metric="roc_auc", batch_key="k", now=NOW)
+    assert not few.fired and "min_labelled_rows 100" in few.reason
+    unlabelled = evaluate_performance("p", below, _perf(None, 0, False), primary_metric="roc_auc", batch_key="k",
+                                      now=NOW)
+    assert not unlabelled.fired and "no labels" in unlabelled.reason
+    drop = PerformanceRule(kind="performance", max_drop=0.02)  # primary metric: roc_auc 0.85 -> 0.80
+    decision = evaluate_performance("p", drop, _perf(0.9), primary_metric="roc_auc", batch_key="k", now=NOW)
+    assert decision.fired and decision.values["metric"] == "roc_auc"
+    lower_is_better = PerformanceRule(kind="performance", metric="log_loss", below=0.5)
+    loss = {"has_labels": True, "labelled_rows": 500, "metrics": {"log_loss": 0.7}, "champion_metrics": {}}
+    assert evaluate_performance("p", lower_is_better, loss, primary_metric="roc_auc", batch_key="k", now=NOW).fired
+
+
+def test_drift_share_key_features_and_predictions() -> None:
+    measured = {"drift_share": 0.2, "drifted_columns": ["income"], "prediction_drift": {"drifted": True}}
+    assert not evaluate_drift("d", DriftRule(kind="drift", share=0.3), measured, batch_key="k", now=NOW).fired
+    assert evaluate_drift("d", DriftRule(kind="drift", share=0.2), measured, batch_key="k", now=NOW).fired
+    key = evaluate_drift("d", DriftRule(kind="drift", features=["income", "age"]), measured, batch_key="k", now=NOW)
+    assert key.fired and key.values["key_features_drifted"] == ["income"]
+    assert evaluate_drift("d", DriftRule(kind="drift", prediction=True), measured, batch_key="k", now=NOW).fired
+    missing = evaluate_drift("d", DriftRule(kind="drift", share=0.1), {}, batch_key="k", now=NOW)
+    assert not missing.fired and missing.dedupe_key == "drift:d:k"
+
+
+# -- guards ---------------------------------------------------------------------------------------------
+def _fired() -> Any:
+    return evaluate_drift("d", DriftRule(kind="drift", share=0.1), {"drift_share": 0.5}, batch_key="k", now=NOW)
+
+
+@pytest.mark.parametrize(("guards", "state", "action", "blocked_by"), [
+    ({}, {}, "started", None),
+    ({"cooldown_s": 3600}, {"last_start": NOW - timedelta(minutes=10)}, "suppressed", "cooldown"),
+    ({"cooldown_s": 3600}, {"last_start": NOW - timedelta(hours=2)}, "started", None),
+    ({"max_per_day": 2}, {"started_last_24h": 2}, "suppressed", "budget"),
+    ({"max_per_day": 2}, {"started_last_24h": 1}, "started", None),
+    ({"override": "pause"}, {}, "suppressed", "paused"),
+    ({"override": "force", "cooldown_s": 3600, "max_per_day": 0}, {"last_start": NOW}, "started", None),
+    ({}, {"active": "20260301T115900Z-abcdef"}, "suppressed", "running"),
+])
+def test_guards(guards: dict[str, Any], state: dict[str, Any], action: str, blocked_by: str | None) -> None:
+    decision = apply_guards(_fired(), GuardsConfig(**guards), GuardState(now=NOW, **state))
+    assert (decision.action, decision.blocked_by) == (action, blocked_by)
+    assert decision.fired
+    if blocked_by:
+        assert "not started" in decision.reason
+
+
+def test_guards_leave_quiet_decisions_alone() -> None:
+    quiet = evaluate_drift("d", DriftRule(kind="drift", share=0.9), {"drift_share": 0.1}, batch_key="k", now=NOW)
+    assert apply_guards(quiet, GuardsConfig(), GuardState(now=NOW)).action == "not_fired"
+
+
+# -- store, engine, ctn check / triggers (no kernels) -------------------------------------------------------
+def _project(root: Path, triggers: dict[str, Any]) -> Project:
+    import yaml
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ct.yaml").write_text(yaml.safe_dump(small_config(triggers=triggers)))
+    return Project.load(root, search_parents=False)
+
+
+def _monitor_run(project: Project, drift_share: float, run_id: str) -> None:
+    record = RunRecord(run_id=run_id, pipeline="monitor", status=RunStatus.SUCCEEDED, stages=[
+        StageRecord(name="drift", notebook="notebooks/drift.ipynb", status=RunStatus.SUCCEEDED,
+                    outputs={"drift_share": drift_share, "drifted_columns": ["income"]}),
+    ])
+    Archive(project.runs_dir, project.index_path).create(record)
+
+
+def test_store_dedupes_and_records_every_decision(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p", {"rules": {"d": {"kind": "drift", "share": 0.3}}})
+    store = store_for(project)
+    first = store.decide_and_enqueue(_fired(), run_id="20260301T120000Z-aaaaaa", now=NOW)
+    second = store_for(project).decide_and_enqueue(_fired(), run_id="20260301T120000Z-bbbbbb", now=NOW)
+    assert first.action == "started" and first.run_id == "20260301T120000Z-aaaaaa"
+    assert second.action == "duplicate" and second.run_id is None and "already handled" in second.reason
+    assert [j.run_id for j in store.jobs()] == ["20260301T120000Z-aaaaaa"]
+    assert [d.action for d in store.decisions()] == ["duplicate", "started"]
+    assert store.jobs()[0].decision["dedupe_key"] == "drift:d:k"
+
+
+def test_engine_check_catch_up_and_cooldown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = _project(tmp_path / "p", {
+        "guards": {"cooldown_s": 3600},
+        "rules": {"shift": {"kind": "drift", "share": 0.3},
+                  "hourly": {"kind": "schedule", "cron": "0 * * * *", "misfire": "run_once"},
+                  "skipper": {"kind": "schedule", "cron": "0 * * * *", "misfire": "skip", "pipeline": "monitor"}},
+    })
+    store = store_for(project)
+    store.set_last_tick("hourly", NOW - timedelta(hours=5))
+    store.set_last_tick("skipper", NOW - timedelta(hours=5))
+    _monitor_run(project, 0.5, "20260301T115000Z-cccccc")
+    now = datetime.now(UTC)
+    assert cli.main(["check", "--dry-run", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "would be started" in out and store.jobs() == []
+    decisions = Engine(project, store).check(now)
+    by_rule = {d.trigger: d for d in decisions}
+    assert by_rule["hourly"].action == "started" and by_rule["hourly"].values["missed"] >= 5
+    assert by_rule["skipper"].action == "not_fired" and "skip" in by_rule["skipper"].reason
+    # the schedule's catch-up run holds pipeline 'train' (queued), so drift is suppressed as 'running'
+    assert by_rule["shift"].action == "suppressed" and by_rule["shift"].blocked_by == "running"
+    assert len(store.jobs(states=("queued",))) == 1
+    again = {d.trigger: d for d in Engine(project, store).check(now)}
+    assert again["hourly"].reason.startswith("no tick due")
+    assert cli.main(["triggers", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "rule hourly" in out and "next 20" in out and "suppressed" in out

@@ -1,0 +1,89 @@
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import * as path from 'path';
+
+/** Screenshots of each panel, light and dark, kept as test artifacts (gitignored). */
+const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'ui-tests');
+const SECTIONS = ['runs', 'run', 'models', 'drift', 'schedule'];
+
+test.use({ autoGoto: true });
+
+async function openPanel(page: IJupyterLabPageFixture): Promise<void> {
+  await page.sidebar.openTab('ct-notebooks-panel');
+  await expect(page.locator('#ct-notebooks-panel .ct-project-name')).toContainText('credit-default');
+}
+
+async function confirm(page: IJupyterLabPageFixture): Promise<void> {
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toBeVisible();
+  await dialog.locator('.jp-mod-accept').click();
+  await expect(dialog).toHaveCount(0);
+}
+
+async function screenshots(page: IJupyterLabPageFixture, theme: string): Promise<void> {
+  for (const name of SECTIONS) {
+    await page
+      .locator(`#ct-notebooks-panel .ct-section-${name}`)
+      .screenshot({ path: path.join(ARTIFACTS, `${name}-${theme}.png`) });
+  }
+  await page.locator('#ct-notebooks-panel').screenshot({ path: path.join(ARTIFACTS, `panel-${theme}.png`) });
+}
+
+test.describe.serial('Continuous Training sidebar', () => {
+  test('shows the demo runs, models, drift and schedule', async ({ page }) => {
+    await openPanel(page);
+    const runs = page.locator('#ct-notebooks-panel .ct-run');
+    await expect(runs.first()).toBeVisible();
+    expect(await runs.count()).toBeGreaterThanOrEqual(3);
+    await expect(page.locator('.ct-run[data-status="succeeded"] .ct-run-outcome').first()).toContainText('promoted');
+    await expect(page.locator('.ct-versions tr[data-version="2"] .ct-champion')).toBeVisible();
+    await expect(page.locator('.ct-batches tr')).not.toHaveCount(0);
+    await expect(page.locator('.ct-columns tr').nth(1)).toBeVisible();
+    await expect(page.locator('.ct-daemon')).toContainText('Daemon');
+    await screenshots(page, 'light');
+    await page.theme.setDarkTheme();
+    await openPanel(page);
+    await screenshots(page, 'dark');
+    await page.theme.setLightTheme();
+  });
+
+  test('starts a run, watches it finish and opens its notebook', async ({ page }) => {
+    await openPanel(page);
+    const before = await page.locator('.ct-run').count();
+    await page.locator('.ct-pipeline').selectOption('monitor');
+    await page.locator('[data-param="score.batch"]').fill('batch-01.csv');
+    await page.locator('.ct-reason').fill('from the UI test');
+    await page.locator('.ct-start').click();
+    const row = page.locator('.ct-run', { hasText: 'from the UI test' }).first();
+    await expect(row).toBeVisible({ timeout: 60000 });
+    await expect(row).toHaveAttribute('data-status', 'succeeded', { timeout: 200000 });
+    expect(await page.locator('.ct-run').count()).toBeGreaterThan(before);
+    // the started run is expanded: its stages list opens the executed notebooks
+    const open = page.locator('.ct-run-detail .ct-open-notebook').first();
+    await expect(open).toBeVisible();
+    await open.click();
+    await expect(page.locator('.jp-NotebookPanel').first()).toBeVisible();
+    await expect(page.locator('.jp-MainAreaWidget .lm-TabBar-tabLabel, .lm-DockPanel-tabBar .lm-TabBar-tabLabel').filter({ hasText: '01-score.ipynb' }).first()).toBeVisible();
+  });
+
+  test('rolls back and promotes behind a confirmation', async ({ page }) => {
+    await openPanel(page);
+    await page.locator('.ct-rollback').click();
+    await confirm(page);
+    await expect(page.locator('.ct-versions tr[data-version="1"] .ct-champion')).toBeVisible();
+    await expect(page.locator('.ct-audit li').first()).toContainText('rollback');
+    await page.locator('.ct-versions tr[data-version="2"] .ct-promote').click();
+    await confirm(page);
+    await expect(page.locator('.ct-versions tr[data-version="2"] .ct-champion')).toBeVisible();
+    await expect(page.locator('.ct-audit li').first()).toContainText('promote');
+  });
+
+  test('opens a drift report in a sandboxed tab', async ({ page }) => {
+    await openPanel(page);
+    await page.locator('.ct-batches .ct-open-report').first().click();
+    const frame = page.locator('.ct-report-frame iframe');
+    await expect(frame).toBeVisible();
+    await expect(frame).toHaveAttribute('sandbox', 'allow-scripts');
+    await expect(page.frameLocator('.ct-report-frame iframe').locator('body')).not.toBeEmpty({ timeout: 30000 });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'drift-report.png') });
+  });
+});
