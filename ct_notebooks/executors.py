@@ -56,7 +56,7 @@ class StageJob:
     timeout_s: float
     kernel_name: str = "python3"
     cwd: Path | None = None
-    next_notebook: Path | None = None
+    upcoming: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -252,7 +252,9 @@ class _WarmKernel:
     socket_dir: str
 
 
-async def _start_kernel_async(kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...]) -> _WarmKernel:
+async def _start_kernel_async(
+    kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...], extra_env: dict[str, str]
+) -> _WarmKernel:
     socket_dir = tempfile.mkdtemp(prefix="ctn-kernel-")
     km = AsyncKernelManager(
         kernel_name=kernel_name,
@@ -260,7 +262,7 @@ async def _start_kernel_async(kernel_name: str, cwd: Path | None, warm_imports: 
         ip=os.path.join(socket_dir, "k"),
         client_class="ct_notebooks.executors.ReadyKernelClient",
     )
-    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "CT_NOTEBOOKS_RUNNER": "1"}
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "CT_NOTEBOOKS_RUNNER": "1", **extra_env}
     env.pop("JPY_PARENT_PID", None)
     await km.start_kernel(cwd=str(cwd) if cwd else None, env=env)
     kc = km.client()
@@ -281,8 +283,10 @@ async def _start_kernel_async(kernel_name: str, cwd: Path | None, warm_imports: 
     return _WarmKernel(km=km, kernel_name=kernel_name, cwd=cwd, socket_dir=socket_dir)
 
 
-def _start_kernel(kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...]) -> _WarmKernel:
-    return asyncio.run(_start_kernel_async(kernel_name, cwd, warm_imports))
+def _start_kernel(
+    kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...], extra_env: dict[str, str] | None = None
+) -> _WarmKernel:
+    return asyncio.run(_start_kernel_async(kernel_name, cwd, warm_imports, extra_env or {}))
 
 
 def _shutdown(kernel: _WarmKernel) -> None:
@@ -319,59 +323,81 @@ def _cpu_seconds(pid: int | None) -> float | None:
 
 
 class LocalExecutor:
-    """Each stage in its own fresh local kernel; the next kernel starts while the current stage runs."""
+    """Each stage in its own fresh local kernel; kernels for the next stages start while one runs.
 
-    def __init__(self, *, warm_imports: tuple[str, ...] = DEFAULT_WARM_IMPORTS, prestart: bool = True) -> None:
+    ``lookahead`` kernels are kept starting or ready ahead of the current stage, each importing what
+    its notebook imports. ``threads`` caps BLAS/OpenMP threads in stage kernels (default: one core is
+    left to the kernels warming up, since spinning OpenMP threads crawl on a shared core).
+    """
+
+    def __init__(
+        self,
+        *,
+        warm_imports: tuple[str, ...] = DEFAULT_WARM_IMPORTS,
+        prestart: bool = True,
+        lookahead: int = 2,
+        threads: int | None = None,
+    ) -> None:
         install_engine()
         self.warm_imports = warm_imports
         self.prestart = prestart
+        self.lookahead = max(1, lookahead)
+        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 2) - 1)
         self._lock = threading.Lock()
-        self._pending: tuple[str, Path | None, threading.Thread, list[Any]] | None = None
+        self._pending: list[tuple[str, Path, threading.Thread, list[Any]]] = []
         self._stopping: list[threading.Thread] = []
 
     def _imports_for(self, notebook: Path | None) -> tuple[str, ...]:
         extra = notebook_imports(notebook) if notebook is not None else ()
         return tuple(dict.fromkeys((*self.warm_imports, *extra)))
 
+    def _env(self) -> dict[str, str]:
+        if "OMP_NUM_THREADS" in os.environ:  # the user decided
+            return {}
+        value = str(self.threads)
+        return {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+    def _start(self, kernel_name: str, notebook: Path) -> _WarmKernel:
+        return _start_kernel(kernel_name, notebook.parent, self._imports_for(notebook), self._env())
+
     def prepare(self, kernel_name: str, cwd: Path | None, notebook: Path | None = None) -> None:
-        """Start (in the background) a kernel for the next stage, importing what its notebook imports."""
-        if not self.prestart:
+        """Start (in the background) a kernel for an upcoming stage notebook, unless one is on its way."""
+        if not self.prestart or notebook is None:
             return
-        imports = self._imports_for(notebook)
         with self._lock:
-            if self._pending is not None:
+            queued = any(p[0] == kernel_name and p[1] == notebook for p in self._pending)
+            if queued or len(self._pending) >= self.lookahead:
                 return
             box: list[Any] = []
 
             def start() -> None:
                 try:
-                    box.append(_start_kernel(kernel_name, cwd, imports))
+                    box.append(self._start(kernel_name, notebook))
                 except Exception as exc:
                     box.append(exc)
 
             thread = threading.Thread(target=start, name="ctn-kernel-start", daemon=True)
             thread.start()
-            self._pending = (kernel_name, cwd, thread, box)
+            self._pending.append((kernel_name, notebook, thread, box))
 
-    def _take(self, kernel_name: str, cwd: Path | None, notebook: Path) -> _WarmKernel:
+    def _take(self, kernel_name: str, notebook: Path) -> _WarmKernel:
         with self._lock:
-            pending, self._pending = self._pending, None
+            index = next((i for i, p in enumerate(self._pending) if p[0] == kernel_name and p[1] == notebook), None)
+            pending = self._pending.pop(index) if index is not None else None
         if pending is not None:
-            name, pending_cwd, thread, box = pending
+            _, _, thread, box = pending
             thread.join()
             result = box[0] if box else None
             if isinstance(result, _WarmKernel):
-                if name == kernel_name and pending_cwd == cwd:
-                    return result
-                self._stopping.append(_shutdown_in_background(result))
-        return _start_kernel(kernel_name, cwd, self._imports_for(notebook))
+                return result
+        return self._start(kernel_name, notebook)
 
     def run_stage(self, job: StageJob, on_cell: CellCallback | None = None) -> StageResult:
         started = time.perf_counter()
-        kernel = self._take(job.kernel_name, job.cwd, job.input_notebook)
-        # the next stage's kernel starts while this one runs
-        if job.next_notebook is not None:
-            self.prepare(job.kernel_name, job.next_notebook.parent, job.next_notebook)
+        kernel = self._take(job.kernel_name, job.input_notebook)
+        # kernels of the next stages start while this one runs
+        for upcoming in job.upcoming:
+            self.prepare(job.kernel_name, upcoming.parent, upcoming)
         pid = _kernel_pid(kernel.km)
         timed_out = threading.Event()
         current_cell = [-1]
@@ -428,9 +454,8 @@ class LocalExecutor:
 
     def close(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, None
-        if pending is not None:
-            _, _, thread, box = pending
+            pending, self._pending = self._pending, []
+        for _, _, thread, box in pending:
             thread.join()
             if box and isinstance(box[0], _WarmKernel):
                 _shutdown(box[0])

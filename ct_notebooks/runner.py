@@ -205,8 +205,7 @@ class Runner:
         """Execute ``pipeline`` and return its archived record (failed runs are returned, not raised)."""
         plan = self.plan(pipeline, overrides)
         config = self.project.pipeline(pipeline)
-        first = self.project.notebook_path(config.stages[0].notebook)
-        self.executor.prepare(self.project.config.runner.kernel_name, first.parent, first)
+        self._prepare(config.stages, 0)
         with self._pipeline_lock(pipeline) as owner:
             record = RunRecord(
                 run_id=run_id or new_run_id(),
@@ -249,8 +248,7 @@ class Runner:
                     attempt_dir.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(run_dir / rel), str(attempt_dir / Path(rel).name))
             record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters)
-        first = self.project.notebook_path(config.stages[start].notebook)
-        self.executor.prepare(self.project.config.runner.kernel_name, first.parent, first)
+        self._prepare(config.stages, start)
         with self._pipeline_lock(record.pipeline) as owner:
             atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
             record.attempts += 1
@@ -259,6 +257,12 @@ class Runner:
             record.outcome = Outcome.NONE
             record.outcome_detail = {}
             return self._execute(record, config.stages, start=start)
+
+    def _prepare(self, stages: list[StageConfig], start: int) -> None:
+        """Start the kernels of the first stages to run while the run is being set up."""
+        for stage in stages[start:start + 2]:
+            notebook = self.project.notebook_path(stage.notebook)
+            self.executor.prepare(self.project.config.runner.kernel_name, notebook.parent, notebook)
 
     def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int) -> RunRecord:
         run_dir = self.archive.run_dir(record.pipeline, record.run_id)
@@ -336,7 +340,7 @@ class Runner:
             timeout_s=stage.timeout_s or self.project.config.runner.stage_timeout_s,
             kernel_name=kernel_name,
             cwd=notebook.parent,
-            next_notebook=self.project.notebook_path(stages[index + 1].notebook) if index + 1 < len(stages) else None,
+            upcoming=tuple(self.project.notebook_path(s.notebook) for s in stages[index + 1:index + 3]),
         )
 
         def on_cell(cell: int, cells: int) -> None:
