@@ -427,8 +427,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _skip_slow_optional_imports() -> None:
+    """Keep jsonschema's optional IRI format checker out: importing it builds a grammar (about 1 s here).
+
+    nbformat validates notebooks with jsonschema but never uses the ``iri`` formats; jsonschema skips
+    the checker when its module cannot be imported.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ctn``."""
+    _skip_slow_optional_imports()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
