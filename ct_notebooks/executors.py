@@ -41,6 +41,11 @@ IMPLIED_IMPORTS: dict[str, tuple[str, ...]] = {
     "evidently_report(": ("evidently", "evidently.presets"),
 }
 
+#: warm-up calls (module, function) made after the imports when a notebook's code uses the helper
+IMPLIED_WARM_CALLS: dict[str, tuple[str, str]] = {
+    ".registry(": ("ct_notebooks.registry", "warm_up_from_env"),
+}
+
 CellCallback = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 
@@ -113,7 +118,21 @@ def notebook_imports(notebook: Path) -> tuple[str, ...]:
         return ()
 
 
-def _warm_code(modules: tuple[str, ...]) -> str:
+@functools.lru_cache(maxsize=64)
+def _warm_calls_cached(path: str, mtime_ns: int) -> tuple[tuple[str, str], ...]:
+    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    return tuple(call for marker, call in IMPLIED_WARM_CALLS.items() if marker in source)
+
+
+def notebook_warm_calls(notebook: Path) -> tuple[tuple[str, str], ...]:
+    """Warm-up functions worth calling before a notebook's stage runs."""
+    try:
+        return _warm_calls_cached(str(notebook), notebook.stat().st_mtime_ns)
+    except (OSError, ValueError):
+        return ()
+
+
+def _warm_code(modules: tuple[str, ...], calls: tuple[tuple[str, str], ...] = ()) -> str:
     return (
         "import importlib as _ctn_importlib\n"
         f"for _ctn_name in {list(modules)!r}:\n"
@@ -121,7 +140,12 @@ def _warm_code(modules: tuple[str, ...]) -> str:
         "        _ctn_importlib.import_module(_ctn_name)\n"
         "    except Exception:\n"
         "        pass\n"
-        "del _ctn_importlib, _ctn_name\n"
+        f"for _ctn_module, _ctn_function in {list(calls)!r}:\n"
+        "    try:\n"
+        "        getattr(_ctn_importlib.import_module(_ctn_module), _ctn_function)()\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "del _ctn_importlib\n"
     )
 
 
@@ -253,7 +277,11 @@ class _WarmKernel:
 
 
 async def _start_kernel_async(
-    kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...], extra_env: dict[str, str]
+    kernel_name: str,
+    cwd: Path | None,
+    warm_imports: tuple[str, ...],
+    extra_env: dict[str, str],
+    warm_calls: tuple[tuple[str, str], ...],
 ) -> _WarmKernel:
     socket_dir = tempfile.mkdtemp(prefix="ctn-kernel-")
     km = AsyncKernelManager(
@@ -269,8 +297,8 @@ async def _start_kernel_async(
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=120)
-        if warm_imports:
-            code = _warm_code(warm_imports)
+        if warm_imports or warm_calls:
+            code = _warm_code(warm_imports, warm_calls)
             reply = await kc.execute_interactive(code, silent=True, store_history=False, timeout=180)
             if reply["content"].get("status") != "ok":
                 log.warning("warm-up imports failed: %s", reply["content"].get("evalue"))
@@ -284,9 +312,13 @@ async def _start_kernel_async(
 
 
 def _start_kernel(
-    kernel_name: str, cwd: Path | None, warm_imports: tuple[str, ...], extra_env: dict[str, str] | None = None
+    kernel_name: str,
+    cwd: Path | None,
+    warm_imports: tuple[str, ...],
+    extra_env: dict[str, str] | None = None,
+    warm_calls: tuple[tuple[str, str], ...] = (),
 ) -> _WarmKernel:
-    return asyncio.run(_start_kernel_async(kernel_name, cwd, warm_imports, extra_env or {}))
+    return asyncio.run(_start_kernel_async(kernel_name, cwd, warm_imports, extra_env or {}, warm_calls))
 
 
 def _shutdown(kernel: _WarmKernel) -> None:
@@ -326,8 +358,9 @@ class LocalExecutor:
     """Each stage in its own fresh local kernel; kernels for the next stages start while one runs.
 
     ``lookahead`` kernels are kept starting or ready ahead of the current stage, each importing what
-    its notebook imports. ``threads`` caps BLAS/OpenMP threads in stage kernels (default: one core is
-    left to the kernels warming up, since spinning OpenMP threads crawl on a shared core).
+    its notebook imports and calling the warm-up of the helpers it uses (``env`` reaches the kernels).
+    ``threads`` caps BLAS/OpenMP threads in stage kernels (default: one core is left to the kernels
+    warming up, since spinning OpenMP threads crawl on a shared core).
     """
 
     def __init__(
@@ -337,8 +370,10 @@ class LocalExecutor:
         prestart: bool = True,
         lookahead: int = 2,
         threads: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         install_engine()
+        self.env = dict(env or {})
         self.warm_imports = warm_imports
         self.prestart = prestart
         self.lookahead = max(1, lookahead)
@@ -353,12 +388,15 @@ class LocalExecutor:
 
     def _env(self) -> dict[str, str]:
         if "OMP_NUM_THREADS" in os.environ:  # the user decided
-            return {}
+            return dict(self.env)
         value = str(self.threads)
-        return {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        threads = {name: value for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        return {**threads, **self.env}
 
     def _start(self, kernel_name: str, notebook: Path) -> _WarmKernel:
-        return _start_kernel(kernel_name, notebook.parent, self._imports_for(notebook), self._env())
+        return _start_kernel(
+            kernel_name, notebook.parent, self._imports_for(notebook), self._env(), notebook_warm_calls(notebook)
+        )
 
     def prepare(self, kernel_name: str, cwd: Path | None, notebook: Path | None = None) -> None:
         """Start (in the background) a kernel for an upcoming stage notebook, unless one is on its way."""

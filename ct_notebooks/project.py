@@ -10,6 +10,9 @@ from .config import CONFIG_FILE, PipelineConfig, ProjectConfig, load_config
 from .errors import ConfigError, ProjectNotFound
 
 STATE_DIR = ".ct"
+#: environment variables that tell a kernel warming up for a stage which registry the stage will use
+WARM_TRACKING_URI_ENV = "CT_NOTEBOOKS_TRACKING_URI"
+WARM_MODEL_NAME_ENV = "CT_NOTEBOOKS_MODEL_NAME"
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -75,6 +78,10 @@ class Project:
             db.parent.mkdir(parents=True, exist_ok=True)
             return prefix + str(db)
         return uri
+
+    def kernel_env(self) -> dict[str, str]:
+        """Environment for stage kernels: where the registry is, so they can connect while warming up."""
+        return {WARM_TRACKING_URI_ENV: self.tracking_uri, WARM_MODEL_NAME_ENV: self.config.model.registered_name}
 
     @property
     def experiment(self) -> str:

@@ -718,3 +718,21 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def warm_up_from_env() -> None:
+    """Open the store connection and load the champion once, so a stage's first registry call is fast.
+
+    Called by kernels started ahead of their stage; does nothing without the two environment
+    variables, and never raises (the stage itself will meet and report any real problem).
+    """
+    from .project import WARM_MODEL_NAME_ENV, WARM_TRACKING_URI_ENV
+
+    uri, name = os.environ.get(WARM_TRACKING_URI_ENV), os.environ.get(WARM_MODEL_NAME_ENV)
+    if not uri or not name:
+        return
+    with contextlib.suppress(Exception):
+        registry = Registry(uri, name, experiment=name, audit_log=Path(os.devnull))
+        champion = registry.champion()
+        if champion is not None:
+            registry.load_model(champion.version)

@@ -120,7 +120,7 @@ class Runner:
     @property
     def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = LocalExecutor()
+            self._executor = LocalExecutor(env=self.project.kernel_env())
         return self._executor
 
     def close(self) -> None:

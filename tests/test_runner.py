@@ -305,3 +305,16 @@ def test_sigterm_cancels_a_cli_run_and_records_it(tmp_path: Path) -> None:
         time.sleep(0.1)
     else:
         pytest.fail("the stage kernel outlived the cancelled run")
+
+
+def test_warm_kernels_prepare_what_the_stage_notebook_uses() -> None:
+    from ct_notebooks.executors import _warm_code, notebook_imports, notebook_warm_calls
+
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    validate = notebook_imports(templates / "validate.ipynb")
+    assert "ct_notebooks.validation" in validate and "evidently" in validate and "mlflow.sklearn" in validate
+    assert notebook_warm_calls(templates / "register.ipynb") == (("ct_notebooks.registry", "warm_up_from_env"),)
+    assert notebook_warm_calls(NOTEBOOKS / "ok.ipynb") == ()
+    namespace: dict[str, Any] = {}
+    exec(_warm_code(("json", "no_such_module_xyz"), (("json", "dumps"),)), namespace)  # failures are ignored
+    assert "_ctn_importlib" not in namespace
