@@ -25,7 +25,7 @@ def _ensure_labextension() -> None:
     if LABEXT.exists():
         return
     if shutil.which("node") is None:
-        pytest.skip("ct_notebooks/labextension is not built and node is not available to build it")
+        pytest.fail("ct_notebooks/labextension is not built and node is not available to build it (run `make test`)")
     subprocess.run([str(ROOT / ".ci" / "ui-tests.sh"), "build"], cwd=ROOT, check=True, timeout=480)
     assert LABEXT.exists()
 
