@@ -28,10 +28,8 @@ def _project(args: argparse.Namespace) -> Project:
 
 
 def _registry(project: Project) -> Registry:
-    from .registry import Registry
 
-    return Registry(project.tracking_uri, project.config.model.registered_name,
-                    experiment=project.experiment, audit_log=project.alias_audit_log)
+    return project.registry()
 
 
 def _emit_json(data: Any) -> None:
@@ -131,10 +129,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .archive import Archive
 
     project = _project(args)
-    records = Archive(project.runs_dir, project.index_path).list(
+    records = project.archive().list(
         pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit
     )
     if args.totals:
@@ -176,10 +173,9 @@ def _print_totals(records: list[RunRecord], *, as_json: bool) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .archive import Archive
 
     project = _project(args)
-    archive = Archive(project.runs_dir, project.index_path)
+    archive = project.archive()
     record = archive.load(args.run_id)
     if args.json:
         _emit_json(record.to_dict())
@@ -235,10 +231,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from .archive import Archive
 
     project = _project(args)
-    count = Archive(project.runs_dir, project.index_path).reindex()
+    count = project.archive().reindex()
     print(f"indexed {count} runs from {project.runs_dir}")
     return EXIT_OK
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from .archive import Archive, atomic_write_json, new_run_id
+from .archive import atomic_write_json, new_run_id
 from .decisions import STORE_FILE, Job, Store
 from .errors import CTError, DaemonError, DaemonRunning, RunInProgress, RunNotFound
 from .models import RunRecord, RunStatus, StageError, TriggerDecision, utcnow
@@ -116,7 +116,7 @@ class Engine:
         self.project = project
         self.store = store
         self.dry_run = dry_run
-        self.archive = Archive(project.runs_dir, project.index_path)
+        self.archive = project.archive()
         self.triggers = project.config.triggers
 
     def _latest_run(self, pipeline: str, status: str | None = None) -> RunRecord | None:
@@ -518,7 +518,7 @@ class Daemon:
 
     def reap(self, job: Job, why: str) -> None:
         """Mark a dead job and its run failed; retry (bounded) when configured."""
-        archive = Archive(self.project.runs_dir, self.project.index_path)
+        archive = self.project.archive()
         message = f"reaped by daemon pid {os.getpid()}: {why}"
         has_run = False
         with contextlib.suppress(RunNotFound, CTError):

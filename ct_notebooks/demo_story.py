@@ -36,11 +36,9 @@ class DemoRow:
 
 
 def _champion_version(runner: Runner) -> int | None:
-    from .registry import Registry
 
     project = runner.project
-    registry = Registry(project.tracking_uri, project.config.model.registered_name,
-                        experiment=project.experiment, audit_log=project.alias_audit_log)
+    registry = project.registry()
     champion = registry.champion()
     return champion.version if champion else None
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import CONFIG_FILE, PipelineConfig, ProjectConfig, load_config
 from .errors import ConfigError, ProjectNotFound
+
+if TYPE_CHECKING:
+    from .archive import Archive
+    from .registry import Registry
 
 STATE_DIR = ".ct"
 #: environment variables that tell a kernel warming up for a stage which registry the stage will use
@@ -78,6 +83,19 @@ class Project:
             db.parent.mkdir(parents=True, exist_ok=True)
             return prefix + str(db)
         return uri
+
+    def archive(self) -> Archive:
+        """The project's run archive and index."""
+        from .archive import Archive
+
+        return Archive(self.runs_dir, self.index_path)
+
+    def registry(self) -> Registry:
+        """The project's MLflow registry for its registered model (imports MLflow on first use)."""
+        from .registry import Registry
+
+        return Registry(self.tracking_uri, self.config.model.registered_name,
+                        experiment=self.experiment, audit_log=self.alias_audit_log)
 
     def kernel_env(self) -> dict[str, str]:
         """Environment for stage kernels: where the registry is, so they can connect while warming up."""

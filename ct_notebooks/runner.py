@@ -22,7 +22,7 @@ from typing import Any
 import nbformat
 from filelock import FileLock, Timeout
 
-from .archive import Archive, atomic_write_bytes, atomic_write_json, new_run_id
+from .archive import atomic_write_bytes, atomic_write_json, new_run_id
 from .config import StageConfig
 from .errors import ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
@@ -111,7 +111,7 @@ class Runner:
         html: bool | None = None,
     ) -> None:
         self.project = project
-        self.archive = Archive(project.runs_dir, project.index_path)
+        self.archive = project.archive()
         self._executor = executor
         self.on_event = on_event
         self.html = project.config.runner.html if html is None else html

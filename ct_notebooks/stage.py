@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .archive import Archive, atomic_write_json
+from .archive import atomic_write_json
 from .errors import CTError, DataGateBlocked, ParameterError
 from .models import RunStatus
 from .project import Project
@@ -122,14 +122,7 @@ class StageContext:
 
     def registry(self) -> Registry:
         """The project's MLflow registry for its registered model."""
-        from .registry import Registry
-
-        return Registry(
-            self.project.tracking_uri,
-            self.config.model.registered_name,
-            experiment=self.project.experiment,
-            audit_log=self.project.alias_audit_log,
-        )
+        return self.project.registry()
 
     def block(self, violations: list[str]) -> NoReturn:
         """Stop the run on purpose: the data gate failed with these violations."""
@@ -140,7 +133,7 @@ class StageContext:
 def _interactive_upstream(project: Project, pipeline: str, run_dir: Path) -> dict[str, dict[str, Any]]:
     """Outputs for an interactive session: the latest successful run's, overlaid by scratch outputs."""
     upstream: dict[str, dict[str, Any]] = {}
-    archive = Archive(project.runs_dir, project.index_path)
+    archive = project.archive()
     latest = archive.list(pipeline=pipeline, status=str(RunStatus.SUCCEEDED), limit=1)
     if latest:
         folder = archive.run_dir(pipeline, latest[0].run_id)

@@ -18,14 +18,12 @@ MAX_RUNS = 500
 
 
 def archive_of(project: Project) -> Archive:
-    return Archive(project.runs_dir, project.index_path)
+    return project.archive()
 
 
 def registry_of(project: Project) -> Registry:
-    from ..registry import Registry
 
-    return Registry(project.tracking_uri, project.config.model.registered_name,
-                    experiment=project.experiment, audit_log=project.alias_audit_log)
+    return project.registry()
 
 
 def _finite(value: Any) -> float | None:

@@ -93,16 +93,14 @@ class Services:
 
     def archive(self) -> Archive:
         project = self.project()
-        return Archive(project.runs_dir, project.index_path)
+        return project.archive()
 
     def registry(self) -> Any:
         project = self.project()
         with self._registry_lock:
             if self._registry is None:
-                from ..registry import Registry
 
-                self._registry = Registry(project.tracking_uri, project.config.model.registered_name,
-                                          experiment=project.experiment, audit_log=project.alias_audit_log)
+                self._registry = project.registry()
             return self._registry
 
     @property
