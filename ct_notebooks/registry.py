@@ -64,6 +64,7 @@ PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
 SERIALIZATION_FORMAT = "cloudpickle"
 MODEL_ARTIFACT_NAME = "model"
 AUDIT_LOCK_TIMEOUT_S = 30.0
+STORE_INIT_LOCK_TIMEOUT_S = 300.0
 
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 _EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -218,6 +219,21 @@ def _sqlite_path(tracking_uri: str) -> Path | None:
     return Path(raw) if raw and raw != ":memory:" else None
 
 
+def _open_client(tracking_uri: str, db: Path | None) -> MlflowClient:
+    """An MlflowClient on the store; a sqlite store's schema is created or migrated by one process at a time.
+
+    MLflow creates and migrates a sqlite schema on first open without a lock of its own, so processes
+    opening a new store together (the kernels of a project's first run) would run the migrations twice.
+    """
+    if db is None:
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        with filelock.FileLock(str(db) + ".init.lock", timeout=STORE_INIT_LOCK_TIMEOUT_S):
+            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    except filelock.Timeout as exc:
+        raise RegistryError(f"MLflow store {db} is held by another process setting it up ({exc})") from exc
+
+
 class Registry:
     """One registered model in one MLflow store, plus the audit log of its alias moves."""
 
@@ -236,7 +252,7 @@ class Registry:
             except OSError as exc:
                 raise RegistryError(f"cannot create the folder of MLflow store {db}: {exc}") from exc
             self._artifact_location = (db.resolve().parent / "mlartifacts").as_uri()
-        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._client = _open_client(tracking_uri, db)
         self._experiment_id: str | None = None
         self._model_known = False
         self._lock = filelock.FileLock(str(self.audit_path) + ".lock", timeout=AUDIT_LOCK_TIMEOUT_S)

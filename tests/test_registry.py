@@ -417,3 +417,29 @@ def test_against_a_real_mlflow_server(mlflow_server: str, tmp_path: Path, traine
     assert reg.rollback(actor="oncall", reason="drill").to_version == 1
     # artifacts went through the server's proxy into --artifacts-destination
     assert len(list((tmp_path / "art").rglob("MLmodel"))) == 2
+
+
+_OPEN_FRESH_STORE = """
+import sys, time
+from pathlib import Path
+from ct_notebooks.registry import Registry
+db, start = Path(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+reg = Registry(f"sqlite:///{db}", "churn", experiment="ct-test", audit_log=db.parent / f"a{sys.argv[3]}.jsonl")
+print(reg.champion())
+"""
+
+
+def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """The first run starts several kernels that open the store together: MLflow's schema set-up must run once."""
+    db = tmp_path / ".ct" / "mlflow.db"
+    start = time.time() + 4.0  # past every child's imports, so they open the store together
+    children = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_FRESH_STORE, str(db), str(start), str(i)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(3)
+    ]
+    results = [child.communicate(timeout=120) for child in children]
+    for child, (out, err) in zip(children, results, strict=True):
+        assert child.returncode == 0, err[-2000:]
+        assert out.strip() == "None"
