@@ -121,3 +121,29 @@ def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already exists" in again.stderr
     runs = ctn("runs", cwd=tmp_path / "p").stdout
     assert "no runs yet" in runs
+
+
+def test_daemon_demo_retrains_on_triggers_and_blocks_the_broken_batch(tmp_path: Path) -> None:
+    """``ctn demo --daemon``: a real daemon process monitors each landing batch and its triggers retrain."""
+    folder = tmp_path / "daemon-demo"
+    stdout = ctn("demo", "--daemon", "--dir", str(folder)).stdout
+    rows = _table(stdout)
+    assert list(rows) == [f"batch-0{i}" for i in range(6)], stdout
+    assert "v1 promoted" in rows["batch-00"] and "no action" in rows["batch-01"]
+    assert any("trigger" in rows[b] and "retrained" in rows[b] for b in ("batch-02", "batch-03")), stdout
+    assert "monitor blocked" in rows["batch-04"] and "quarantine" in rows["batch-04"]
+    assert rows["batch-04"].split()[3] == rows["batch-03"].split()[3]  # the champion stays
+    assert (folder / "data" / "quarantine" / "batch-04.csv").is_file()
+
+    triggers = json.loads(ctn("triggers", "--json", "--limit", "100", "--project", str(folder)).stdout)
+    started = [d for d in triggers["decisions"] if d["action"] == "started"]
+    assert len({d["run_id"] for d in started}) == len(started)  # no decision started the same run twice
+    watched = {d["run_id"] for d in started if d["trigger"] == "watch"}
+    retrains = {d["run_id"] for d in started if d["trigger"] in ("drift", "decay")}
+    assert retrains and {d["trigger"] for d in started} <= {"watch", "drift", "decay"}
+    runs = json.loads(ctn("runs", "--json", "--limit", "50", "--project", str(folder)).stdout)
+    monitors = {r["run_id"] for r in runs if r["pipeline"] == "monitor"}
+    assert len(monitors) == 5 and monitors == watched  # one monitor run per landed batch, none twice
+    assert {r["run_id"] for r in runs if r["pipeline"] == "train" and r["trigger"] != "manual"} == retrains
+    status = ctn("daemon", "status", "--project", str(folder)).stdout
+    assert "not running" in status
