@@ -1,13 +1,13 @@
 """Check ``binder/`` the way repo2docker would, short of Docker: install steps in a fresh venv, then the
 welcome notebook end to end under nbval.
 
-By default the fresh venv sees the test environment's installed packages through a ``.pth`` line
-(a full dependency install from the pip cache took 3.5 min here, too slow for every CI run), so the
-steps that are Binder-specific still run for real: ``pip install -r binder/requirements.txt``,
+``CTN_BINDER_FULL=1`` (set by ``.ci/run``) makes the venv fully isolated: every dependency is installed
+from the package index, as repo2docker does (about 2 min with a warm pip cache). Without it, for quick
+local runs, the fresh venv sees the test environment's packages through a ``.pth`` line, and the steps
+that are Binder-specific still run for real: ``pip install -r binder/requirements.txt``,
 ``binder/postBuild`` (builds and installs ct-notebooks itself from this checkout into the fresh venv,
 installs the kernelspec there, creates the demo project), and the notebook runs in a kernel of the
-fresh venv importing the installed ct-notebooks. ``CTN_BINDER_FULL=1`` makes the venv fully isolated
-and installs every dependency from the package index, as repo2docker does.
+fresh venv importing the installed ct-notebooks.
 """
 
 from __future__ import annotations
