@@ -79,7 +79,9 @@ def test_wheel_installs_without_node_and_both_extensions_are_enabled(tmp_path: P
     # 3. run from that venv: the installed copy (not the checkout) is what Jupyter sees
     where = _run([str(python), "-c", "import ct_notebooks; print(ct_notebooks.__file__)"], env, tmp_path)
     assert Path(where.strip()).is_relative_to(site), where
-    assert (venv / "share" / "jupyter" / "labextensions" / "ct-notebooks" / "package.json").is_file()
+    labext = venv / "share" / "jupyter" / "labextensions" / "ct-notebooks"
+    assert (labext / "package.json").is_file()
+    assert (labext / "schemas" / "ct-notebooks" / "plugin.json").is_file()  # the sidebar's settings
     assert (venv / "etc" / "jupyter" / "jupyter_server_config.d" / "ct_notebooks.json").is_file()
 
     # `jupyter server extension list` and `jupyter labextension list`, as modules of the venv's python
@@ -93,7 +95,7 @@ def test_wheel_installs_without_node_and_both_extensions_are_enabled(tmp_path: P
     lab = _run([str(python), "-m", "jupyterlab.labextensions", "list"], env, tmp_path)
     entry = [" ".join(line.split()) for line in lab.splitlines() if line.strip().startswith("ct-notebooks ")]
     assert len(entry) == 1, lab
-    assert re.fullmatch(r"ct-notebooks v\S+ enabled OK( \(.*\))?", entry[0]), lab
+    assert re.fullmatch(r"ct-notebooks v\S+ enabled OK \(python, ct-notebooks\)", entry[0]), lab
     assert str(venv / "share" / "jupyter" / "labextensions") in lab, lab
 
 

@@ -3,6 +3,7 @@
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette, IFrame, MainAreaWidget } from '@jupyterlab/apputils';
 import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { ApiClient } from './api';
@@ -24,8 +25,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'ct-notebooks:plugin',
   description: 'Continuous Training sidebar: runs, models, drift and schedule of a ct-notebooks project.',
   autoStart: true,
-  optional: [ICommandPalette, ILayoutRestorer],
-  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
+  optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null
+  ) => {
     const settings = ServerConnection.makeSettings();
     const client = new ApiClient(settings.baseUrl, (url, init) => ServerConnection.makeRequest(url, init, settings));
 
@@ -52,6 +58,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(panel, 'ct-notebooks-panel');
     panel.startPolling();
     void panel.refresh(true);
+    if (settingRegistry) {
+      const apply = (settings: ISettingRegistry.ISettings) =>
+        panel.configure({
+          refreshSeconds: settings.get('refreshSeconds').composite as number,
+          runsPageSize: settings.get('runsPageSize').composite as number
+        });
+      settingRegistry
+        .load(plugin.id)
+        .then(settings => {
+          apply(settings);
+          settings.changed.connect(apply);
+        })
+        .catch(reason => console.warn('ct-notebooks: settings not loaded', reason));
+    }
 
     app.commands.addCommand(CommandIDs.open, {
       label: 'Continuous Training: Open Sidebar',

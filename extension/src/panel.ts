@@ -70,6 +70,10 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Runs fetched per page of the Runs list by default; "Show more" fetches one more page. */
+const RUN_PAGE = 30;
+const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled'];
+
 export class CTPanel extends Widget {
   readonly client: ApiClient;
   private readonly actions: IPanelActions;
@@ -84,6 +88,13 @@ export class CTPanel extends Widget {
   };
   private project: IProject | null = null;
   private runs: IRunSummary[] = [];
+  private pageSize = RUN_PAGE;
+  private runLimit = RUN_PAGE;
+  private intervalMs = 3000;
+  private hasMore = false;
+  private readonly runList = el('div', { class: 'ct-run-list' });
+  private readonly pipelineFilter = el('select', { class: 'jp-mod-styled ct-filter-pipeline', title: 'pipeline' });
+  private readonly statusFilter = el('select', { class: 'jp-mod-styled ct-filter-status', title: 'status' });
   private expanded: string | null = null;
   private detail: IRunDetail | null = null;
   private timer: number | null = null;
@@ -107,16 +118,42 @@ export class CTPanel extends Widget {
     for (const s of Object.values(this.sections)) {
       this.node.append(s.root);
     }
+    this.statusFilter.append(el('option', { value: '' }, 'any status'));
+    for (const status of RUN_STATUSES) {
+      this.statusFilter.append(el('option', { value: status }, status));
+    }
+    for (const filter of [this.pipelineFilter, this.statusFilter]) {
+      filter.addEventListener('change', () => {
+        this.runLimit = this.pageSize;
+        void this.refresh();
+      });
+    }
+    this.sections.runs.body.append(el('div', { class: 'ct-filters' }, this.pipelineFilter, this.statusFilter), this.runList);
+  }
+
+  /** Apply the user's settings: refresh interval and runs per page (polling restarts if it was on). */
+  configure(options: { refreshSeconds?: number; runsPageSize?: number }): void {
+    if (options.runsPageSize && options.runsPageSize !== this.pageSize) {
+      this.pageSize = options.runsPageSize;
+      this.runLimit = this.pageSize;
+      void this.refresh();
+    }
+    if (options.refreshSeconds && options.refreshSeconds * 1000 !== this.intervalMs) {
+      this.intervalMs = options.refreshSeconds * 1000;
+      if (this.timer !== null) {
+        this.startPolling();
+      }
+    }
   }
 
   /** Poll while the panel is attached: runs every tick, the rest every fifth tick. */
-  startPolling(intervalMs = 3000): void {
+  startPolling(): void {
     this.stopPolling();
     this.timer = window.setInterval(() => {
       if (this.isVisible) {
         void this.refresh(this.ticks++ % 5 === 0);
       }
-    }, intervalMs);
+    }, this.intervalMs);
   }
 
   stopPolling(): void {
@@ -151,8 +188,13 @@ export class CTPanel extends Widget {
         this.showError(null);
         return;
       }
-      const page = await this.client.runs({ limit: 30 });
+      const page = await this.client.runs({
+        limit: this.runLimit,
+        pipeline: this.pipelineFilter.value || undefined,
+        status: this.statusFilter.value || undefined
+      });
       this.runs = page.runs;
+      this.hasMore = page.has_more;
       if (this.expanded) {
         this.detail = await this.client.run(this.expanded).catch(() => null);
       }
@@ -191,14 +233,24 @@ export class CTPanel extends Widget {
       el('span', { class: 'ct-project-name' }, `Project ${project.name}`),
       el('span', { class: 'ct-muted' }, ` · model ${project.model}`)
     );
+    const chosen = this.pipelineFilter.value;
+    this.pipelineFilter.replaceChildren(el('option', { value: '' }, 'all pipelines'));
+    const pipelines = project.pipelines ?? [];
+    for (const p of pipelines) {
+      this.pipelineFilter.append(el('option', { value: p.name }, p.name));
+    }
+    this.pipelineFilter.value = pipelines.some(p => p.name === chosen) ? chosen : '';
     this.renderRunForm();
   }
 
   // -- Runs -----------------------------------------------------------------------------------
   private renderRuns(): void {
-    const body = this.sections.runs.body;
+    const body = this.runList;
     if (this.runs.length === 0) {
-      body.replaceChildren(el('p', { class: 'ct-empty' }, 'No runs yet: start one in the Run section.'));
+      const filtered = this.pipelineFilter.value || this.statusFilter.value;
+      body.replaceChildren(
+        el('p', { class: 'ct-empty' }, filtered ? 'No runs match these filters.' : 'No runs yet: start one in the Run section.')
+      );
       return;
     }
     const list = el('ul', { class: 'ct-runs' });
@@ -219,6 +271,13 @@ export class CTPanel extends Widget {
       }
     }
     body.replaceChildren(list);
+    if (this.hasMore) {
+      const more = () => {
+        this.runLimit += this.pageSize;
+        void this.refresh();
+      };
+      body.append(button('Show more', more, 'ct-more-runs'));
+    }
   }
 
   private async toggleRun(runId: string): Promise<void> {

@@ -65,6 +65,39 @@ test.describe.serial('Continuous Training sidebar', () => {
     await expect(page.locator('.jp-MainAreaWidget .lm-TabBar-tabLabel, .lm-DockPanel-tabBar .lm-TabBar-tabLabel').filter({ hasText: '01-score.ipynb' }).first()).toBeVisible();
   });
 
+  test('filters runs and pages them by the runs-per-page setting', async ({ page }) => {
+    await openPanel(page);
+    const runs = page.locator('#ct-notebooks-panel .ct-run');
+    const total = await runs.count();
+    expect(total).toBeGreaterThanOrEqual(3);
+    await page.locator('.ct-filter-pipeline').selectOption('monitor');
+    await expect(runs.first()).toBeVisible();
+    await expect(page.locator('.ct-run .ct-run-pipeline').filter({ hasNotText: 'monitor' })).toHaveCount(0);
+    await page.locator('.ct-filter-status').selectOption('cancelled');
+    await expect(page.locator('.ct-run-list .ct-empty')).toContainText('No runs match');
+    await page.locator('.ct-filter-status').selectOption('');
+    await page.locator('.ct-filter-pipeline').selectOption('');
+    await expect(runs).toHaveCount(total);
+
+    // the user's setting, saved through JupyterLab's setting registry, reaches the open sidebar
+    const setPageSize = (size: number | null) =>
+      page.evaluate(async (value: number | null) => {
+        const registry: any = await (window as any).galata.getPlugin('@jupyterlab/apputils-extension:settings');
+        if (value === null) {
+          await registry.remove('ct-notebooks:plugin', 'runsPageSize');
+        } else {
+          await registry.set('ct-notebooks:plugin', 'runsPageSize', value);
+        }
+      }, size);
+    await setPageSize(2);
+    await expect(runs).toHaveCount(2);
+    await page.locator('.ct-more-runs').click();
+    await expect(runs).toHaveCount(Math.min(4, total));
+    await setPageSize(null);
+    await expect(runs).toHaveCount(total);
+    await expect(page.locator('.ct-more-runs')).toHaveCount(0);
+  });
+
   test('rolls back and promotes behind a confirmation', async ({ page }) => {
     await openPanel(page);
     await page.locator('.ct-rollback').click();
