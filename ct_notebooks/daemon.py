@@ -282,7 +282,7 @@ class Daemon:
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._handled: dict[str, tuple[int, int]] = {}
         self._scheduler: Any = None
-        self._spare: subprocess.Popen[bytes] | None = None
+        self._spares: list[subprocess.Popen[bytes]] = []  # ready workers, one per concurrent slot
         self.started_at = utcnow()
 
     def stop(self) -> None:
@@ -459,35 +459,44 @@ class Daemon:
                     self.log(f"rule {d.trigger}: {d.action}: {d.reason}")
 
     # queue
-    def _spawn_spare(self) -> None:
+    def _spawn_worker(self) -> subprocess.Popen[bytes]:
         """Start a worker that imports the runner now and waits on stdin for its job id."""
         log_dir = self.project.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"worker-{time.time_ns()}.log").open("ab") as out:
-            self._spare = subprocess.Popen(
+            return subprocess.Popen(
                 [sys.executable, "-m", "ct_notebooks.daemon", "worker", str(self.project.root)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, cwd=self.project.root,
             )
+
+    def _ready_worker(self) -> subprocess.Popen[bytes]:
+        """A spare worker that is still alive (its imports done or under way), else a new one."""
+        while self._spares:
+            proc = self._spares.pop(0)
+            if proc.poll() is None:
+                return proc
+        return self._spawn_worker()
+
+    def _top_up_spares(self) -> None:
+        """Keep one ready worker per concurrent slot, so that runs starting together all start warm."""
+        self._spares = [proc for proc in self._spares if proc.poll() is None]
+        while len(self._spares) < self.config.daemon.max_concurrent:
+            self._spares.append(self._spawn_worker())
 
     def _dispatch(self) -> None:
         while not self._stop.is_set():
             job = self.store.take_next(self.config.daemon.max_concurrent, _now(), HOST)
             if job is None:
                 break
-            proc = self._spare
-            self._spare = None
-            if proc is None or proc.poll() is not None:
-                self._spawn_spare()
-                proc = self._spare
-                self._spare = None
-            assert proc is not None and proc.stdin is not None
+            proc = self._ready_worker()
+            assert proc.stdin is not None
             self.store.set_pid(job.id, proc.pid, HOST, _now())
             proc.stdin.write(f"{job.id}\n".encode())
             proc.stdin.close()
             self._children[job.id] = proc
             self.log(f"job {job.id}: {job.mode} {job.pipeline} run {job.run_id} in worker pid {proc.pid}")
-        if self._spare is None or self._spare.poll() is not None:
-            self._spawn_spare()
+        if not self._stop.is_set():
+            self._top_up_spares()
 
     # reaper
     def _reap(self) -> None:
@@ -546,11 +555,13 @@ class Daemon:
         if self._scheduler is not None:
             with contextlib.suppress(Exception):
                 self._scheduler.shutdown(wait=False)
-        if self._spare is not None and self._spare.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._spare.stdin.close()
+        for spare in self._spares:  # an empty line on stdin: the spare exits without a job
+            if spare.stdin is not None:
+                with contextlib.suppress(OSError):
+                    spare.stdin.close()
+        for spare in self._spares:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._spare.wait(timeout=10)
+                spare.wait(timeout=10)
         for proc in self._children.values():
             with contextlib.suppress(OSError):
                 proc.terminate()
