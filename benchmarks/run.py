@@ -33,7 +33,7 @@ from IPython.display import display  # the notebooks call display()
 
 project_dir, run_dir, stages_json = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 stages = json.loads(stages_json)
-from ct_notebooks.stage import read_outputs
+from ct_notebooks.stage import deferred_report_requests, read_outputs
 times = {}
 for name, notebook, params in stages:
     started = time.perf_counter()
@@ -48,6 +48,9 @@ for name, notebook, params in stages:
             ns.update(params)
             ns["ct_context"] = {"project_dir": project_dir, "run_dir": str(run_dir), "run_id": run_dir.name,
                                 "pipeline": "train", "stage": name, "upstream": upstream}
+    for request in deferred_report_requests(run_dir):  # the same reports, written in this process
+        from ct_notebooks.drift import render_deferred_report
+        render_deferred_report(request)
     times[name] = time.perf_counter() - started
 print(json.dumps(times))
 '''

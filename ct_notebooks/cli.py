@@ -189,6 +189,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  {i}. {stage.name:12} {stage.status!s:11} {secs:>8}  {stage.executed_notebook or ''}")
         if stage.error:
             print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
+        for warning in stage.warnings:
+            print(f"     warning: {warning}")
     return EXIT_OK
 
 

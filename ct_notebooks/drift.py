@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -21,7 +22,9 @@ from scipy import special
 from scipy.spatial import distance
 from scipy.stats import ks_2samp
 
+from ct_notebooks.archive import atomic_write_json
 from ct_notebooks.errors import DriftError
+from ct_notebooks.stage import DEFERRED_DIR, DEFERRED_SUFFIX
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -724,6 +727,56 @@ def evidently_report(
     verdicts parsed from Evidently's output (``DriftResult.to_dict()``) and the sampling details.
     Evidently's HTML writes column names raw in a script block: serve it sandboxed.
     """
+    prepared = _prepare_report(reference, current, name=name, columns=columns, categorical=categorical,
+                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold)
+    return _render_report(prepared, Path(out_dir))
+
+
+@dataclass(frozen=True)
+class _ReportInput:
+    """The frames Evidently compares (sampled, columns typed) and what the report says about them."""
+
+    name: str
+    reference: pd.DataFrame
+    current: pd.DataFrame
+    specs: list[tuple[str, str]]
+    reference_rows: int
+    current_rows: int
+    max_rows: int
+    seed: int
+    share_threshold: float
+
+    @property
+    def sampled(self) -> bool:
+        return self.reference_rows > self.max_rows or self.current_rows > self.max_rows
+
+    @property
+    def note(self) -> str | None:
+        if not self.sampled:
+            return None
+        frames = ", ".join(
+            f"{which} {used:,} of {total:,} rows" if used < total else f"{which} all {total:,} rows"
+            for which, used, total in (("reference", len(self.reference), self.reference_rows),
+                                       ("current", len(self.current), self.current_rows))
+        )
+        return (
+            f"Drift computed on a sample of {self.max_rows:,} rows per frame ({frames}; seeded uniform "
+            f"random sample without replacement, seed {self.seed})."
+        )
+
+
+def _prepare_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    name: str,
+    columns: Sequence[str] | None,
+    categorical: Sequence[str] | None,
+    numerical: Sequence[str] | None,
+    max_rows: int,
+    seed: int,
+    share_threshold: float,
+) -> _ReportInput:
     if not _SAFE_NAME.match(name):
         raise DriftError(f"report name {name!r} must be a plain file name (letters, digits, '.', '_', '-')")
     if max_rows < 1:
@@ -745,21 +798,100 @@ def evidently_report(
         }
         return part.assign(**converted) if converted else part
 
-    ref_rows, cur_rows = len(reference), len(current)
-    sampled = ref_rows > max_rows or cur_rows > max_rows
-    ref_data = prepare(_sample(reference, max_rows, seed))
-    cur_data = prepare(_sample(current, max_rows, seed + 1))
-    note: str | None = None
-    if sampled:
-        frames = ", ".join(
-            f"{which} {len(used):,} of {total:,} rows" if len(used) < total else f"{which} all {total:,} rows"
-            for which, used, total in (("reference", ref_data, ref_rows), ("current", cur_data, cur_rows))
-        )
-        note = (
-            f"Drift computed on a sample of {max_rows:,} rows per frame ({frames}; seeded uniform "
-            f"random sample without replacement, seed {seed})."
-        )
+    return _ReportInput(
+        name=name, reference=prepare(_sample(reference, max_rows, seed)),
+        current=prepare(_sample(current, max_rows, seed + 1)), specs=specs, reference_rows=len(reference),
+        current_rows=len(current), max_rows=max_rows, seed=seed, share_threshold=share_threshold,
+    )
 
+
+@dataclass(frozen=True)
+class DeferredReport:
+    """An Evidently report requested now and written later by :func:`render_deferred_report`."""
+
+    html_path: Path
+    json_path: Path
+    request_path: Path
+    sampled: bool
+    sample_rows: int | None
+
+
+def defer_evidently_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    out_dir: Path,
+    *,
+    name: str = "drift",
+    columns: Sequence[str] | None = None,
+    categorical: Sequence[str] | None = None,
+    numerical: Sequence[str] | None = None,
+    max_rows: int = 50_000,
+    seed: int = 0,
+    share_threshold: float = 0.5,
+) -> DeferredReport:
+    """Check and sample as :func:`evidently_report` does, and leave a request to render the report later.
+
+    The request is ``<out_dir>/.deferred/<name>.request.json`` beside the sampled frames (Parquet);
+    :func:`render_deferred_report` writes the same ``<name>.html`` and ``<name>.json`` from it. Under
+    the runner, a stage's requests are rendered in a worker process while the later stages run, and
+    the run ends only once they are written: Evidently's import and rendering leave the critical path.
+    """
+    prepared = _prepare_report(reference, current, name=name, columns=columns, categorical=categorical,
+                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold)
+    out = Path(out_dir)
+    folder = out / DEFERRED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    prepared.reference.to_parquet(folder / f"{name}.reference.parquet")
+    prepared.current.to_parquet(folder / f"{name}.current.parquet")
+    request = folder / f"{name}{DEFERRED_SUFFIX}"
+    atomic_write_json(request, {
+        "name": name, "specs": prepared.specs, "reference_rows": prepared.reference_rows,
+        "current_rows": prepared.current_rows, "max_rows": max_rows, "seed": seed,
+        "share_threshold": share_threshold,
+    })
+    return DeferredReport(html_path=out / f"{name}.html", json_path=out / f"{name}.json", request_path=request,
+                          sampled=prepared.sampled, sample_rows=max_rows if prepared.sampled else None)
+
+
+def render_deferred_report(request: Path) -> DriftReport:
+    """Write the report that a :func:`defer_evidently_report` request describes; the request is removed."""
+    folder = Path(request).parent
+    try:
+        spec = json.loads(Path(request).read_text(encoding="utf-8"))
+        name = spec["name"]
+        prepared = _ReportInput(
+            name=name,
+            reference=pd.read_parquet(folder / f"{name}.reference.parquet"),
+            current=pd.read_parquet(folder / f"{name}.current.parquet"),
+            specs=[(str(column), str(kind)) for column, kind in spec["specs"]],
+            reference_rows=int(spec["reference_rows"]), current_rows=int(spec["current_rows"]),
+            max_rows=int(spec["max_rows"]), seed=int(spec["seed"]), share_threshold=float(spec["share_threshold"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DriftError(f"report request {request} is unreadable: {exc}") from exc
+    try:
+        return _render_report(prepared, folder.parent)
+    finally:
+        for leftover in (Path(request), folder / f"{name}.reference.parquet", folder / f"{name}.current.parquet"):
+            leftover.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def describe_report(report: DriftReport | DeferredReport, run_dir: Path) -> str:
+    """One line for a stage notebook: where the report is, whether sampled, whether still being written."""
+    where = report.html_path.relative_to(run_dir) if report.html_path.is_relative_to(run_dir) else report.html_path
+    sampled = f" (on a sample of {report.sample_rows:,} rows)" if report.sampled else ""
+    later = "; written in the background while the next stages run" if isinstance(report, DeferredReport) else ""
+    return f"Evidently report: {where}{sampled}{later}"
+
+
+def _render_report(prepared: _ReportInput, out: Path) -> DriftReport:
+    """Run Evidently on prepared frames and write ``<name>.html`` and ``<name>.json`` into ``out``."""
+    name, specs, max_rows, seed = prepared.name, prepared.specs, prepared.max_rows, prepared.seed
+    share_threshold, sampled, note = prepared.share_threshold, prepared.sampled, prepared.note
+    ref_data, cur_data = prepared.reference, prepared.current
+    ref_rows, cur_rows = prepared.reference_rows, prepared.current_rows
     with warnings.catch_warnings():
         # numpy/scipy RuntimeWarnings that Evidently triggers on legal input: scipy's chisquare
         # divides by a zero expected count when the current data has a value the reference lacks
@@ -805,7 +937,6 @@ def evidently_report(
         "current_rows_total": cur_rows,
         "note": note,
     }
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     html_path = out / f"{name}.html"
     json_path = out / f"{name}.json"

@@ -83,6 +83,7 @@ class StageRecord:
     html: str | None = None
     notebook_sha256: str | None = None
     reused_from: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

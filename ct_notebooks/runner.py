@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import shutil
@@ -13,7 +12,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor as PoolExecutor
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Any
 import nbformat
 from filelock import FileLock, Timeout
 
-from .archive import atomic_write_bytes, atomic_write_json, new_run_id
+from .archive import atomic_write_json, new_run_id
+from .background import BackgroundWork, worker_pool
 from .config import StageConfig
 from .errors import ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
@@ -90,15 +89,6 @@ def _cells_seconds(notebook: Path) -> float:
     return total
 
 
-def export_html(notebook: Path, target: Path) -> Path:
-    """Render an executed notebook to standalone HTML."""
-    from nbconvert import HTMLExporter
-
-    body, _ = HTMLExporter(template_name="lab").from_filename(str(notebook))
-    atomic_write_bytes(target, body.encode("utf-8"))
-    return target
-
-
 class Runner:
     """Runs pipelines of a project, one run per pipeline at a time."""
 
@@ -116,6 +106,7 @@ class Runner:
         self.on_event = on_event
         self.html = project.config.runner.html if html is None else html
         self._html_pool: PoolExecutor | None = None
+        self._report_pool: PoolExecutor | None = None
 
     @property
     def executor(self) -> Executor:
@@ -126,15 +117,22 @@ class Runner:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
-        if self._html_pool is not None:
-            self._html_pool.shutdown(wait=True)
-            self._html_pool = None
+        for pool in (self._html_pool, self._report_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._html_pool = self._report_pool = None
 
     def _html_exporter(self) -> PoolExecutor:
         """A worker process that renders executed notebooks to HTML off the critical path."""
         if self._html_pool is None:
-            self._html_pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            self._html_pool = worker_pool()
         return self._html_pool
+
+    def _report_renderer(self) -> PoolExecutor:
+        """A worker process that writes the reports stages deferred (started on the first request)."""
+        if self._report_pool is None:
+            self._report_pool = worker_pool()
+        return self._report_pool
 
     def __enter__(self) -> Runner:
         return self
@@ -273,11 +271,10 @@ class Runner:
         self.archive.save(record)
         self._emit(RunEvent("run_started", record.run_id, record.pipeline, total=len(stages)))
         began = time.perf_counter()
-        html_pool = self._html_exporter() if self.html else None
-        html_jobs: list[tuple[StageRecord, Future[Path]]] = []
+        background = BackgroundWork(run_dir, self._html_exporter() if self.html else None, self._report_renderer)
         try:
             for index in range(start, len(stages)):
-                if not self._run_one(record, stages, index, run_dir, kernel_name, html_pool, html_jobs):
+                if not self._run_one(record, stages, index, run_dir, kernel_name, background):
                     break
         except BaseException as exc:
             record.status = RunStatus.CANCELLED
@@ -291,9 +288,7 @@ class Runner:
                     stage.status = RunStatus.SKIPPED
             raise
         finally:
-            for stage_record, job in html_jobs:
-                with contextlib.suppress(Exception):
-                    stage_record.html = job.result(timeout=300).relative_to(run_dir).as_posix()
+            background.wait()
             if record.status == RunStatus.RUNNING:
                 record.status = RunStatus.SUCCEEDED
             self._finish(record)
@@ -310,8 +305,7 @@ class Runner:
         index: int,
         run_dir: Path,
         kernel_name: str,
-        html_pool: PoolExecutor | None,
-        html_jobs: list[tuple[StageRecord, Future[Path]]],
+        background: BackgroundWork,
     ) -> bool:
         """Run stage ``index``; False when the run must stop."""
         stage = stages[index]
@@ -360,8 +354,7 @@ class Runner:
         stage_record.overhead_s = round(max(0.0, result.wall_s - cells_s), 4)
         if not output.exists():
             stage_record.executed_notebook = None
-        if html_pool is not None and output.exists():
-            html_jobs.append((stage_record, html_pool.submit(export_html, output, output.with_suffix(".html"))))
+        background.after_stage(stage_record, output)
         if isinstance(outputs.get("mlflow_run_id"), str):
             record.mlflow_run_ids.append(outputs["mlflow_run_id"])
         if isinstance(outputs.get("data_fingerprint"), str):

@@ -14,12 +14,18 @@ from .models import RunStatus
 from .project import Project
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from .drift import DeferredReport, DriftReport
     from .registry import Registry
 
 #: name of the parameter through which the runner hands a stage its context
 CONTEXT_PARAMETER = "ct_context"
 OUTPUTS_DIR = "outputs"
 SCRATCH_DIR = "scratch"
+#: folder, inside a stage's report folder, of report requests the runner renders after the stage
+DEFERRED_DIR = ".deferred"
+DEFERRED_SUFFIX = ".request.json"
 
 
 def check_json_value(value: Any, where: str = "value") -> None:
@@ -41,6 +47,11 @@ def check_json_value(value: Any, where: str = "value") -> None:
             check_json_value(item, f"{where}[{key!r}]")
         return
     raise ParameterError(f"{where}: {type(value).__name__} is not a JSON type")
+
+
+def deferred_report_requests(run_dir: Path) -> list[Path]:
+    """Report requests left in a run folder for the runner to render (see ``drift.defer_evidently_report``)."""
+    return sorted(run_dir.glob(f"**/{DEFERRED_DIR}/*{DEFERRED_SUFFIX}"))
 
 
 def read_outputs(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -123,6 +134,21 @@ class StageContext:
     def registry(self) -> Registry:
         """The project's MLflow registry for its registered model."""
         return self.project.registry()
+
+    def drift_report(self, reference: pd.DataFrame, current: pd.DataFrame, *, name: str = "drift",
+                     **options: Any) -> DriftReport | DeferredReport:
+        """Evidently drift report ``reports/<name>.html`` (and ``.json``) of this run; options as in
+        ``drift.evidently_report``.
+
+        Under the runner the report is rendered in a worker process while the later stages run (the
+        run ends once it is written); run by hand, it is written now.
+        """
+        from . import drift
+
+        out = self.path("reports")
+        if self.interactive:
+            return drift.evidently_report(reference, current, out, name=name, **options)
+        return drift.defer_evidently_report(reference, current, out, name=name, **options)
 
     def block(self, violations: list[str]) -> NoReturn:
         """Stop the run on purpose: the data gate failed with these violations."""

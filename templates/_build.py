@@ -308,14 +308,13 @@ VALIDATE = [
     code("""
         report_html = None
         if drift_result is not None and drift_report:
-            report = drift.evidently_report(
-                reference, current, ctx.path("reports"), name="data-drift", columns=drift_columns,
+            report = ctx.drift_report(
+                reference, current, name="data-drift", columns=drift_columns,
                 categorical=drift_categorical, numerical=[c for c in drift_columns if c not in drift_categorical],
                 max_rows=report_max_rows, share_threshold=gate_config.max_drift_share,
             )
             report_html = report.html_path
-            sampled = f" (on a sample of {report.sample_rows} rows)" if report.sampled else ""
-            print(f"Evidently report: {report.html_path.relative_to(ctx.run_dir)}{sampled}")
+            print(drift.describe_report(report, ctx.run_dir))
     """),
     code("""
         if drift_result is not None and drift_result.drifted_columns():
@@ -1004,15 +1003,14 @@ DRIFT = [
     code("""
         report_html = None
         if drift_report:
-            report = drift.evidently_report(
-                reference, current, ctx.path("reports"), name="data-drift", columns=checked,
+            report = ctx.drift_report(
+                reference, current, name="data-drift", columns=checked,
                 categorical=[c for c in checked if c in categorical],
                 numerical=[c for c in checked if c not in categorical],
                 max_rows=report_max_rows, share_threshold=threshold,
             )
             report_html = report.html_path
-            sampled = f" (on a sample of {report.sample_rows} rows)" if report.sampled else ""
-            print(f"Evidently report: {report.html_path.relative_to(ctx.run_dir)}{sampled}")
+            print(drift.describe_report(report, ctx.run_dir))
     """),
     code("""
         ctx.record(

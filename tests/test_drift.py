@@ -17,11 +17,14 @@ from scipy import stats
 
 from ct_notebooks.drift import (
     ColumnDrift,
+    DeferredReport,
     DriftReport,
     DriftResult,
+    defer_evidently_report,
     drift_check,
     evidently_report,
     prediction_drift,
+    render_deferred_report,
 )
 from ct_notebooks.errors import CTError, DriftError
 
@@ -357,6 +360,28 @@ def test_evidently_report_files_and_sampling(tmp_path: Path) -> None:
     assert small.html_path.name == "drift.html"
     assert "sample" not in small.html_path.read_text(encoding="utf-8").split("<body>")[0]
     assert json.loads(small.json_path.read_text(encoding="utf-8"))["ct_drift"]["sampled"] is False
+
+
+def test_deferred_report_is_the_same_report_written_later(tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    reference = make_frame(3000, rng, shifted=False)
+    current = make_frame(2500, rng, shifted=True)
+    cols = ["num_shift", "num_same", "cat_shift", "cat_same", "num_nan_shift"]
+    options: dict[str, Any] = {"name": "batch-7", "columns": cols, "max_rows": 1200, "share_threshold": 0.3}
+    now = evidently_report(reference, current, tmp_path / "now", **options)
+    later = defer_evidently_report(reference, current, tmp_path / "later", **options)
+    assert isinstance(later, DeferredReport) and later.sampled and later.sample_rows == 1200
+    assert not later.html_path.exists() and later.request_path.is_file()  # only the request so far
+    assert later.request_path.parent.name == ".deferred"
+    written = render_deferred_report(later.request_path)
+    assert (written.html_path, written.json_path) == (later.html_path, later.json_path)
+    assert not later.request_path.parent.exists()  # the request and its frames are gone
+    first = json.loads(now.json_path.read_text(encoding="utf-8"))["ct_drift"]
+    second = json.loads(later.json_path.read_text(encoding="utf-8"))["ct_drift"]
+    assert second == first
+    assert "current 1,200 of 2,500 rows" in later.html_path.read_text(encoding="utf-8")
+    with pytest.raises(DriftError, match="unreadable"):
+        render_deferred_report(later.request_path)
 
 
 def test_evidently_report_note_goes_into_the_real_body(tmp_path: Path) -> None:

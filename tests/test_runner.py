@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -307,14 +309,54 @@ def test_sigterm_cancels_a_cli_run_and_records_it(tmp_path: Path) -> None:
         pytest.fail("the stage kernel outlived the cancelled run")
 
 
-def test_warm_kernels_prepare_what_the_stage_notebook_uses() -> None:
+def test_warm_kernels_prepare_what_the_stage_notebook_uses(tmp_path: Path) -> None:
     from ct_notebooks.executors import _warm_code, notebook_imports, notebook_warm_calls
 
     templates = Path(__file__).resolve().parent.parent / "templates"
     validate = notebook_imports(templates / "validate.ipynb")
-    assert "ct_notebooks.validation" in validate and "evidently" in validate and "mlflow.sklearn" in validate
+    assert "ct_notebooks.validation" in validate and "mlflow.sklearn" in validate
+    assert "evidently" not in validate  # its report is deferred: Evidently is imported by the runner's worker
+    direct = tmp_path / "direct.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from ct_notebooks import drift\ndrift.evidently_report(a, b, out)")]), str(direct))
+    assert "evidently" in notebook_imports(direct)
     assert notebook_warm_calls(templates / "register.ipynb") == (("ct_notebooks.registry", "warm_up_from_env"),)
     assert notebook_warm_calls(NOTEBOOKS / "ok.ipynb") == ()
     namespace: dict[str, Any] = {}
     exec(_warm_code(("json", "no_such_module_xyz"), (("json", "dumps"),)), namespace)  # failures are ignored
     assert "_ctn_importlib" not in namespace
+
+
+def test_deferred_reports_are_written_before_the_run_ends(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "report", "source": "deferred_report"},
+        {"name": "after", "source": "ok"},
+    ])
+    with Runner(project) as runner:
+        record = runner.run("p")
+    assert record.status == RunStatus.SUCCEEDED, record.error
+    outputs = record.stage("report").outputs
+    # the stage only left a request: Evidently was never imported in its kernel
+    assert outputs["written_now"] is False and outputs["evidently_imported"] is False
+    run_dir = tmp_path / "runs" / "p" / record.run_id
+    assert outputs["report_html"] == "reports/shift.html"
+    assert (run_dir / "reports" / "shift.html").is_file() and (run_dir / "reports" / "shift.json").is_file()
+    assert not (run_dir / "reports" / ".deferred").exists()
+    assert record.stage("report").warnings == []
+
+
+def test_a_deferred_report_that_fails_is_a_warning_of_its_stage(tmp_path: Path) -> None:
+    project = make_project(tmp_path, [
+        {"name": "report", "source": "deferred_report", "parameters": {"lose_frames": True}},
+        {"name": "after", "source": "ok"},
+    ])
+    with Runner(project) as runner:
+        record = runner.run("p")
+    assert record.status == RunStatus.SUCCEEDED and record.stage("after").status == RunStatus.SUCCEEDED
+    [warning] = record.stage("report").warnings
+    assert "report reports/shift.html was not written" in warning and "DriftError" in warning
+    saved = json.loads((tmp_path / "runs" / "p" / record.run_id / "run.json").read_text())
+    assert saved["stages"][0]["warnings"] == [warning]
+    show = [sys.executable, "-m", "ct_notebooks.cli", "show", record.run_id, "--project", str(tmp_path)]
+    shown = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    assert f"warning: {warning}" in shown
