@@ -89,6 +89,7 @@ class RunsTable(widgets.VBox):
         self.table.value = table(
             HEADERS,
             [(r.run_id, r.pipeline, badge(r.status), badge(r.outcome) if r.outcome != "none" else "-", r.trigger,
-              r.progress, r.duration_s, r.reason[:120]) for r in self.rows],
+              r.progress, "-" if r.duration_s is None else f"{r.duration_s:.1f}", r.reason[:120])
+             for r in self.rows],
             raw_columns=(2, 3),
         )

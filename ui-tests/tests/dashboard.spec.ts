@@ -26,6 +26,7 @@ test.describe.serial('In-notebook dashboard', () => {
     expect(await page.notebook.openByPath('dashboard.ipynb')).toBeTruthy();
     await page.notebook.activate('dashboard.ipynb');
     expect(await page.notebook.run()).toBeTruthy();
+    await page.sidebar.close('left'); // the dashboard gets the whole width
 
     const dashboard = page.locator('.jp-OutputArea-output .ctn-dashboard');
     await expect(dashboard).toBeVisible({ timeout: 120000 });
