@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CTError
+from .errors import ConfigError, CTError
 from .models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -88,9 +88,22 @@ def cmd_init(args: argparse.Namespace) -> int:
         init_project(folder, config=demo_config(args.name or "credit-default"), force=args.force)
         generate_batches(folder / "data" / "incoming")
     else:
-        init_project(folder, name=args.name, target=args.target, time_column=args.time_column, force=args.force)
+        try:
+            init_project(folder, name=args.name, target=args.target, time_column=args.time_column,
+                         time_format=args.time_format, force=args.force)
+        except ConfigError as exc:
+            if exc.key != "data.time_format":
+                raise
+            raise ConfigError(f"{exc} (with ctn init: --time-format FORMAT)", key=exc.key) from None
     print(f"project ready in {folder.resolve()}: edit ct.yaml, put batches in data/incoming/, then `ctn run train`")
     return EXIT_OK
+
+
+def _check_time_column(project: Project) -> None:
+    """Refuse early when the newest batch's time column is not written as ``data.time_format`` says."""
+    from .datasets import check_time_column
+
+    check_time_column(project.config, project.incoming_dir, strict=False)
 
 
 def _cancel_on_sigterm() -> None:
@@ -110,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _cancel_on_sigterm()
     run_id = check_run_id(args.run_id) if args.run_id is not None else None
     project = _project(args)
+    _check_time_column(project)
     overrides = [parse_assignment(text) for text in args.param or []]
     with Runner(project, on_event=None if args.quiet else Progress()) as runner:
         record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "",
@@ -353,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--target", default="target")
     p.add_argument("--time-column", default="timestamp")
+    p.add_argument("--time-format", default="iso", help="how the time column is written: iso, year, unix_s, "
+                   "unix_ms or a strftime pattern such as '%%d/%%m/%%Y' (data.time_format)")
     p.add_argument("--force", action="store_true", help="overwrite ct.yaml and the stage notebooks")
     p.set_defaults(func=cmd_init)
 
