@@ -331,20 +331,65 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from . import daemon
 
+    if args.run and args.dry_run:
+        raise CTError("--run executes what the check starts; it cannot go with --dry-run")
     project = _project(args)
-    engine = daemon.Engine(project, daemon.store_for(project), dry_run=args.dry_run)
+    store = daemon.store_for(project)
+    engine = daemon.Engine(project, store, dry_run=args.dry_run)
     decisions = engine.check(datetime.now(UTC))
-    if args.json:
+    if args.json and not args.run:
         _emit_json([d.to_dict() for d in decisions])
         return EXIT_OK
+    _print_decisions(decisions)
+    if not decisions:
+        rules = project.config.triggers.rules
+        disabled = [name for name, rule in rules.items() if not rule.enabled]
+        print(f"no rule evaluated: {len(rules)} rule(s), disabled: {', '.join(disabled) or 'none'}" if rules
+              else "no trigger rules in ct.yaml (triggers.rules)")
+    info = daemon.daemon_info(project)
+    if args.run:
+        if info is not None:
+            print(f"daemon pid {info.get('pid')} executes the queued runs (see `ctn daemon status`)")
+            return EXIT_OK
+        return _run_queued(project, store, engine)
+    if any(d.action == "started" for d in decisions) and info is None:
+        print("runs are queued: run them now with `ctn check --run`, or start the daemon: ctn daemon start")
+    return EXIT_OK
+
+
+def _print_decisions(decisions: list[Any]) -> None:
     for d in decisions:
         run = f" -> run {d.run_id}" if d.run_id else ""
         print(f"{d.trigger:16} {'fired' if d.fired else 'quiet':6} {d.action:10} {d.reason}{run}")
-    if not decisions:
-        print("no trigger rules in ct.yaml (triggers.rules)")
-    if any(d.action == "started" for d in decisions) and daemon.daemon_info(project) is None:
-        print("runs are queued; start the daemon to execute them: ctn daemon start")
-    return EXIT_OK
+
+
+def _run_queued(project: Project, store: Any, engine: Any, max_runs: int = 20) -> int:
+    """Execute the queued runs here, one at a time with progress; rules then read the monitor runs executed."""
+    from datetime import UTC, datetime
+
+    from . import daemon
+
+    monitor = project.config.triggers.watch.monitor_pipeline
+    worst = EXIT_OK
+    for _ in range(max_runs):
+        job = store.take_next(64, datetime.now(UTC), daemon.HOST)
+        if job is None:
+            break
+        daemon.run_job(project, job.id, on_event=Progress())
+        try:
+            record = project.archive().load(job.run_id)
+        except CTError:
+            print(f"run {job.run_id} ({job.pipeline}): {store.job(job.id).error or 'left no run'}")
+            worst = max(worst, EXIT_FAILED)
+            continue
+        print(_summary(record))
+        code = _exit_for(record)
+        worst = code if worst == EXIT_OK or code == EXIT_FAILED else worst
+        if job.pipeline == monitor and store.mark_evaluated(job.id):
+            _print_decisions(engine.evaluate_monitor_job(store.job(job.id), datetime.now(UTC)))
+    else:
+        print(f"stopped after {max_runs} runs; `ctn check --run` again executes the rest")
+    return worst
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -429,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", parents=[common, listing], help="evaluate every trigger rule once")
     p.add_argument("--dry-run", action="store_true", help="record and print the decisions, start nothing")
+    p.add_argument("--run", action="store_true", help="execute the queued runs here, with progress as `ctn run` "
+                   "shows it, then evaluate the rules on the monitor runs executed (without a daemon)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="play the CT demo story in a fresh project")

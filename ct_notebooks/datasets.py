@@ -100,11 +100,11 @@ def suggest_time_format(values: pd.Series) -> str | None:
     if numbers.size == 0:
         return None
     low, high = float(numbers.min()), float(numbers.max())
-    if np.all(numbers == np.round(numbers)) and 1000 <= low and high <= 2999:
+    if np.all(numbers == np.round(numbers)) and low >= 1000 and high <= 2999:
         return "year"
-    if 1e8 <= low and high < 1e11:
+    if low >= 1e8 and high < 1e11:
         return "unix_s"
-    if 1e11 <= low and high < 1e14:
+    if low >= 1e11 and high < 1e14:
         return "unix_ms"
     return None
 

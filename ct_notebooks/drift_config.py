@@ -65,7 +65,7 @@ class DriftConfig(_Strict):
 
     def tests_for(self, columns: dict[str, str]) -> dict[str, tuple[str, float | None]]:
         """``{column: (stattest, threshold)}`` for columns typed ``"num"`` or ``"cat"``."""
-        out = {}
+        out: dict[str, tuple[str, float | None]] = {}
         for name, kind in columns.items():
             test: ColumnTest = self.columns.get(name) or (self.numerical if kind == "num" else self.categorical)
             out[name] = (test.stattest, test.threshold)

@@ -189,8 +189,8 @@ def evaluate_drift(name: str, rule: DriftRule, measurement: dict[str, Any], *, b
     """
     plain = measurement.get("drift_share")
     weighted = measurement.get("weighted_drift_share") if rule.weighted else None
-    share = weighted if isinstance(weighted, int | float) else plain
-    by = "by importance" if share is weighted and weighted is not None else "of features"
+    share: float | None = weighted if isinstance(weighted, int | float) else plain
+    by = "by importance" if isinstance(weighted, int | float) else "of features"
     drifted = list(measurement.get("drifted_columns") or [])
     prediction = measurement.get("prediction_drift") or {}
     key_drifted = [f for f in rule.features if f in drifted]
@@ -201,7 +201,7 @@ def evaluate_drift(name: str, rule: DriftRule, measurement: dict[str, Any], *, b
               "prediction_drifted": prediction.get("drifted"), "batch": measurement.get("batch"),
               "confirm_batches": rule.confirm_batches, "condition_met": False, "streak": 0}
     key = f"drift:{name}:{batch_key}"
-    if plain is None:
+    if plain is None or share is None:
         return _decision(name, "drift", rule.pipeline, False, "no drift measurement on the latest batch", now,
                          values, key)
     reasons = []
