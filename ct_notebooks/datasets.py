@@ -179,7 +179,7 @@ def _first_unparsable(values: pd.Series, time_format: str | None = None) -> obje
     for value in values.dropna():
         try:
             if time_format is None:
-                pd.Timestamp(value)
+                pd.to_datetime([value], format="ISO8601")
             else:
                 datetime.strptime(str(value), time_format)
         except (ValueError, TypeError):
