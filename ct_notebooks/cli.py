@@ -100,10 +100,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _check_time_column(project: Project) -> None:
-    """Refuse early when the newest batch's time column is not written as ``data.time_format`` says."""
-    from .datasets import check_time_column
+    """Refuse early when the newest CSV batch's time column holds numbers that ``data.time_format`` reads as text."""
+    from .time_formats import check_incoming
 
-    check_time_column(project.config, project.incoming_dir, strict=False)
+    data = project.config.data
+    check_incoming(project.incoming_dir, data.time_column, data.time_format, data.format)
 
 
 def _cancel_on_sigterm() -> None:
@@ -335,6 +336,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise CTError("--run executes what the check starts; it cannot go with --dry-run")
     project = _project(args)
     store = daemon.store_for(project)
+    _check_time_column(project)
     engine = daemon.Engine(project, store, dry_run=args.dry_run)
     decisions = engine.check(datetime.now(UTC))
     if args.json and not args.run:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .drift_config import DriftConfig
 from .errors import ConfigError
+from .time_formats import TIME_FORMATS
 from .trigger_config import RULE_KINDS, TriggersConfig
 
 CONFIG_FILE = "ct.yaml"
@@ -31,8 +32,6 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "mae": False,
     "r2": True,
 }
-#: ``data.time_format`` values besides a strftime pattern
-TIME_FORMATS = ("iso", "year", "unix_s", "unix_ms")
 CLASSIFICATION_METRICS = {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "brier"}
 REGRESSION_METRICS = {"rmse", "mae", "r2"}
 

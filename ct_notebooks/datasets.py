@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import time_formats
 from .config import DataConfig, ProjectConfig
 from .errors import ConfigError, CTError, ParameterError
 
@@ -61,13 +62,11 @@ def parse_time(values: pd.Series, column: str, where: str, time_format: str = "i
         parsed = values
     elif time_format in ("year", "unix_s", "unix_ms"):
         parsed = _parse_numeric_time(values, column, where, time_format)
+    elif "%" in time_format and pd.api.types.is_integer_dtype(values.dtype):  # e.g. %Y%m%d read as numbers
+        parsed = _parse_text_time(values.astype("Int64").astype("string"), column, where, time_format)
     elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
-        hint = suggest_time_format(values)
-        advice = (f"they look like {_FORMAT_WORDS[hint]}: set data.time_format: {hint} in ct.yaml" if hint else
-                  "set data.time_format in ct.yaml to year, unix_s or unix_ms")
-        expected = "ISO dates/times" if time_format == "iso" else f"dates in the format {time_format!r}"
-        raise ConfigError(f"{where}: time column {column!r} holds numbers ({values.dtype}), not {expected}; "
-                          f"{advice}", key="data.time_format")
+        raise time_formats.numeric_time_error(where, column, str(values.dtype), suggest_time_format(values),
+                                              time_format)
     elif time_format == "iso":
         try:
             parsed = pd.to_datetime(values, format="ISO8601", utc=True)
@@ -78,35 +77,25 @@ def parse_time(values: pd.Series, column: str, where: str, time_format: str = "i
                 "(data.time_format: iso; declare another format, e.g. '%d/%m/%Y', in ct.yaml)"
             ) from None
     else:
-        try:
-            parsed = pd.to_datetime(values, format=time_format, utc=True)
-        except (ValueError, TypeError):
-            bad = _first_unparsable(values, time_format)
-            raise CTError(f"{where}: time column {column!r} holds a value that does not match data.time_format "
-                          f"{time_format!r}: {bad!r}") from None
+        parsed = _parse_text_time(values, column, where, time_format)
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
 
 
-_FORMAT_WORDS = {"year": "years", "unix_s": "Unix timestamps in seconds", "unix_ms": "Unix timestamps in "
-                 "milliseconds"}
+def _parse_text_time(values: pd.Series, column: str, where: str, time_format: str) -> pd.Series:
+    try:
+        return pd.to_datetime(values, format=time_format, utc=True)
+    except (ValueError, TypeError):
+        bad = _first_unparsable(values, time_format)
+        raise CTError(f"{where}: time column {column!r} holds a value that does not match data.time_format "
+                      f"{time_format!r}: {bad!r}") from None
 
 
 def suggest_time_format(values: pd.Series) -> str | None:
     """``year``, ``unix_s`` or ``unix_ms`` when numeric values look like one of them, else None."""
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    numbers = numbers[np.isfinite(numbers)]
-    if numbers.size == 0:
-        return None
-    low, high = float(numbers.min()), float(numbers.max())
-    if np.all(numbers == np.round(numbers)) and low >= 1000 and high <= 2999:
-        return "year"
-    if low >= 1e8 and high < 1e11:
-        return "unix_s"
-    if low >= 1e11 and high < 1e14:
-        return "unix_ms"
-    return None
+    return time_formats.suggest(numbers[np.isfinite(numbers)].tolist())
 
 
 def _plain(value: object) -> object:
@@ -126,7 +115,7 @@ def _parse_numeric_time(values: pd.Series, column: str, where: str, time_format:
         wrong = finite[(finite != finite.round()) | (finite < 1) | (finite > 9999)]
         if not wrong.empty:
             hint = suggest_time_format(values)
-            advice = f"; they look like {_FORMAT_WORDS[hint]}: set data.time_format: {hint}" if hint else ""
+            advice = f"; they look like {time_formats.words(hint)}: set data.time_format: {hint}" if hint else ""
             raise CTError(f"{where}: time column {column!r} holds {_plain(wrong.iloc[0])!r}, not a year "
                           f"(data.time_format: year){advice}")
         years = numbers.astype("Int64").astype("string").str.zfill(4)

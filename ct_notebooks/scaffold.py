@@ -8,9 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from .config import CONFIG_FILE, TIME_FORMATS, parse_config
+from .config import CONFIG_FILE, parse_config
 from .datasets import check_time_column
 from .errors import CTError
+from .time_formats import TIME_FORMATS
 
 STAGE_NOTEBOOKS = ("ingest", "validate", "train", "evaluate", "register", "score", "drift", "performance")
 

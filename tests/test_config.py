@@ -154,4 +154,13 @@ def test_init_names_the_time_format_option(tmp_path: Path, capsys: pytest.Captur
     assert "time column 'year' holds numbers (int64)" in err and "--time-format" in err and "year" in err
     assert cli.main(["init", str(tmp_path / "p"), "--target", "y", "--time-column", "year", "--time-format",
                      "%d.%m.%Y"]) == 2
-    assert "not dates in the format '%d.%m.%Y'" in capsys.readouterr().err
+    assert "does not match data.time_format '%d.%m.%Y': '2001'" in capsys.readouterr().err
+    assert cli.main(["init", str(tmp_path / "p"), "--target", "y", "--time-column", "year", "--time-format",
+                     "year"]) == 0
+    config_file = tmp_path / "p" / "ct.yaml"
+    config_file.write_text(config_file.read_text().replace("time_format: year", "time_format: iso"))
+    capsys.readouterr()
+    for command in (["run", "train"], ["check", "--dry-run"]):  # refused at load, before any kernel starts
+        assert cli.main([*command, "--project", str(tmp_path / "p")]) == 2
+        assert "set data.time_format: year in ct.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "p" / "runs" / "train").exists()
