@@ -717,7 +717,7 @@ def feature_importance(
     frame: pd.DataFrame,
     columns: Sequence[str],
     *,
-    rows: int = 2000,
+    rows: int = 1000,
     seed: int = 0,
 ) -> dict[str, float]:
     """How much each column matters to a model: the mean absolute change of its scores when the column is

@@ -61,7 +61,7 @@ class DriftConfig(_Strict):
     weighting: Literal["importance", "equal"] = Field(
         "importance", description="importance: a column counts by the champion's feature importance (how much "
                                   "its scores move when the column is shuffled); equal: every column counts the same")
-    importance_rows: int = Field(2000, ge=100, le=1_000_000, description="reference rows used to measure importance")
+    importance_rows: int = Field(1000, ge=100, le=1_000_000, description="reference rows used to measure importance")
 
     def tests_for(self, columns: dict[str, str]) -> dict[str, tuple[str, float | None]]:
         """``{column: (stattest, threshold)}`` for columns typed ``"num"`` or ``"cat"``."""

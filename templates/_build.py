@@ -931,7 +931,10 @@ DRIFT = [
         import matplotlib.pyplot as plt
         from IPython.display import display
 
+        import json
+
         from ct_notebooks import datasets, drift, modeling
+        from ct_notebooks.archive import atomic_write_json
         from ct_notebooks.errors import CTError
 
         threshold = config.gates.data.max_drift_share if share_threshold is None else share_threshold
@@ -969,11 +972,18 @@ DRIFT = [
         checked = [c for c in columns if c not in skipped]
         tests = settings.tests_for({c: "cat" if c in categorical else "num" for c in checked})
         importance = None
-        if settings.weighting == "importance":
-            importance = drift.feature_importance(
-                lambda frame: modeling.predict_scores(model, modeling.prepare_features(frame, categorical), task=task),
-                reference, checked, rows=settings.importance_rows,
-            )
+        if settings.weighting == "importance":  # measured once per champion version, then read from .ct/
+            cache = ctx.project.state_dir / "importance" / f"v{version}-{settings.importance_rows}.json"
+            key = {"reference": reference_tag, "columns": checked}
+            cached = json.loads(cache.read_text()) if cache.is_file() else {}
+            importance = cached.get("importance") if cached.get("key") == key else None
+            if importance is None:
+                importance = drift.feature_importance(
+                    lambda frame: modeling.predict_scores(
+                        model, modeling.prepare_features(frame, categorical), task=task),
+                    reference, checked, rows=settings.importance_rows,
+                )
+                atomic_write_json(cache, {"key": key, "importance": importance})
         result = drift.drift_check(
             reference, current, columns=checked, categorical=[c for c in checked if c in categorical],
             numerical=[c for c in checked if c not in categorical], share_threshold=threshold, tests=tests,
