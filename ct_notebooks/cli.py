@@ -310,9 +310,10 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     project = _project(args)
     state = daemon.status(project)
     decisions = daemon.store_for(project).decisions(limit=args.limit, trigger=args.trigger)
+    outcomes = _run_outcomes(project, [d.run_id for d in decisions if d.run_id])
     if args.json:
         _emit_json({"rules": state["rules"], "counts": state["decision_counts"],
-                    "decisions": [d.to_dict() for d in decisions]})
+                    "decisions": [{**d.to_dict(), "run": outcomes.get(d.run_id or "")} for d in decisions]})
         return EXIT_OK
     _print_rules(state["rules"])
     counts = state["decision_counts"]
@@ -322,9 +323,27 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     if decisions:
         print(f"{'evaluated at':27} {'trigger':12} {'fired':5} {'action':10} {'run id':24} reason")
     for d in decisions:
+        run = outcomes.get(d.run_id or "")
+        then = f"; run {run['status']}" + (f": {run['why']}" if run.get("why") else "") if run else ""
         print(f"{d.evaluated_at:27} {d.trigger:12} {'yes' if d.fired else 'no':5} {d.action:10} "
-              f"{d.run_id or '-':24} {d.reason}")
+              f"{d.run_id or '-':24} {d.reason}{then}")
     return EXIT_OK
+
+
+def _run_outcomes(project: Project, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Status of the runs that decisions started, with why a run did not succeed (blocked, failed)."""
+    archive = project.archive()
+    found: dict[str, dict[str, Any]] = {}
+    for run_id in dict.fromkeys(run_ids):
+        try:
+            record = archive.load(run_id)
+        except CTError:
+            continue
+        why = None
+        if record.status != RunStatus.SUCCEEDED:
+            why = record.error or record.outcome_detail.get("reason")
+        found[run_id] = {"status": str(record.status), "outcome": str(record.outcome), "why": why}
+    return found
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -1137,8 +1137,9 @@ PERFORMANCE = [
             table = pd.DataFrame({"this batch": metrics, f"champion v{info.version} holdout": champion_metrics})
             display(table)
             if delta_primary is not None:
-                word = "worse" if degradation > 0 else "better or equal"
-                print(f"{primary}: {delta_primary:+.4f} against the champion's holdout ({word})")
+                word = f"worse by {degradation:.4f}" if degradation > 0 else "better or equal"
+                print(f"{primary} {metrics[primary]:.4f} on this batch, {champion_metrics[primary]:.4f} on the "
+                      f"champion's holdout: {delta_primary:+.4f} ({word})")
     """),
     code("""
         if measured and any(v is not None for v in champion_metrics.values()):

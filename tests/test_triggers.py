@@ -339,3 +339,21 @@ def test_engine_check_catch_up_and_cooldown(tmp_path: Path, capsys: pytest.Captu
     assert cli.main(["triggers", "--project", str(project.root)]) == 0
     out = capsys.readouterr().out
     assert "rule hourly" in out and "next 20" in out and "suppressed" in out
+
+
+def test_triggers_say_when_a_started_run_was_blocked_and_why(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    project = _project(tmp_path / "p", {"rules": {"d": {"kind": "drift", "share": 0.3}}})
+    run_id = "20260301T120000Z-dddddd"
+    store_for(project).decide_and_enqueue(_fired(), run_id=run_id, now=NOW)
+    Archive(project.runs_dir, project.index_path).create(RunRecord(
+        run_id=run_id, pipeline="train", status=RunStatus.BLOCKED,
+        error="data gate: column 'income': 40 value(s) (8.0%) outside the allowed range"))
+    assert cli.main(["triggers", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out and "; run blocked: data gate: column 'income'" in out
+    assert cli.main(["triggers", "--json", "--project", str(project.root)]) == 0
+    import json
+
+    decision = json.loads(capsys.readouterr().out)["decisions"][0]
+    assert decision["run"]["status"] == "blocked" and "outside the allowed range" in decision["run"]["why"]
