@@ -183,7 +183,7 @@ def _make_result(
         total = sum(raw.values())
         if total > 0 and math.isfinite(total):
             cols = tuple(dataclasses.replace(c, weight=raw[c.column] / total) for c in cols)
-            weighted = sum(c.weight or 0.0 for c in cols if c.drifted)
+            weighted = float(sum(c.weight or 0.0 for c in cols if c.drifted))
         else:  # no usable weights: every column counts the same
             cols = tuple(dataclasses.replace(c, weight=1.0 / len(cols)) for c in cols)
             weighted = share
