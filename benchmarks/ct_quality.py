@@ -181,13 +181,12 @@ def gapminder(*, quick: bool) -> Scenario:
 
 
 def scenarios(quick: bool) -> list[Scenario]:
-    """Every scenario; ``quick`` uses fewer and smaller batches."""
-    rows = 400 if quick else 800
-    n = 5 if quick else 8
+    """Every scenario; ``quick`` uses fewer and smaller batches (the sizes of tests/test_ct_quality.py)."""
+    rows, n = (400, 5) if quick else (600, 7)
     return [
         synthetic("sudden", batches=n, initial=2, rows=rows, change_at=3),
         synthetic("gradual", batches=n, initial=2, rows=rows, change_at=3),
-        synthetic("seasonal", batches=n if quick else 10, initial=4, rows=rows, months=3),
+        synthetic("seasonal", batches=n + 2, initial=4, rows=rows, months=3),
         synthetic("none", batches=n, initial=2, rows=rows),
         seattle_weather(quick=quick),
         gapminder(quick=quick),
@@ -378,20 +377,28 @@ def _describe_train(record: RunRecord) -> tuple[str, bool]:
     if record.status != RunStatus.SUCCEEDED:
         return f"retrain {record.status} at {record.failed_stage}: {(record.error or '')[:120]}", False
     reason = str(detail.get("reason") or "")[:150]
+    notes = [w for s in record.stages for w in s.warnings if "quarantine" in w]
+    if notes:
+        reason += "; " + "; ".join(n[:120] for n in notes)
     if str(record.outcome) == "promoted":
         return f"retrained, v{detail.get('version')} PROMOTED ({reason})", True
     return f"retrained, v{detail.get('version')} rejected ({reason})", False
 
 
 def _quarantined(project: Project, seen: set[str]) -> list[str]:
-    folder = project.root / "data" / "quarantine"
-    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    """Batch files moved to the quarantine folder since the last call."""
+    folder = project.root / str(getattr(project.config.gates.data, "quarantine_dir", "data/quarantine"))
+    names = {p.name for p in folder.iterdir() if not p.name.endswith(".json")} if folder.is_dir() else set()
     new = sorted(names - seen)
     seen.update(new)
     return new
 
 
-def play(scenario: Scenario, folder: Path, *, say: Callable[[str], None] = print) -> Result:
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def play(scenario: Scenario, folder: Path, *, say: Callable[[str], None] = _say) -> Result:
     """Play one scenario in a fresh project under ``folder`` and return its decisions and metrics."""
     started = time.perf_counter()
     if folder.exists():
@@ -538,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with _workdir(args.keep) as work:
         for scenario in chosen:
-            result = play(scenario, work / scenario.name, say=(lambda _t: None) if args.quiet else print)
+            result = play(scenario, work / scenario.name, say=(lambda _t: None) if args.quiet else _say)
             results.append(result)
             print(format_table(result), flush=True)
             print(flush=True)

@@ -232,7 +232,9 @@ def _measurements(record: RunRecord) -> list[str]:
             lines.append(f"  performance: not measured, only {labelled} labelled row(s)")
         else:
             primary = perf.get("primary_metric")
-            lines.append(f"  performance on {labelled} labelled row(s), champion's holdout value in brackets:")
+            scored = _first_outputs(record, "champion_version") or {}
+            version = f"champion v{scored['champion_version']}" if "champion_version" in scored else "the champion"
+            lines.append(f"  performance on {labelled} labelled row(s) ({version}; its holdout value in brackets):")
             for name, value in metrics.items():
                 reference = champion.get(name)
                 delta = value - reference if isinstance(value, int | float) and isinstance(reference, int | float) \
