@@ -172,7 +172,7 @@ def gapminder(*, quick: bool) -> Scenario:
         "continent": frame["continent"], "life_expectancy": frame["lifeExp"],
     })
     decade = ((frame["year"] - 1952) // 10).to_numpy()
-    batches = [(f"gapminder-{1952 + 10 * d}s", part.reset_index(drop=True))
+    batches = [(f"gapminder-{1952 + 10 * d}s", part.sort_values(TIME, kind="stable").reset_index(drop=True))
                for d, part in data.groupby(decade, sort=True)]
     return Scenario(name="gapminder", story="life expectancy rises at every income level over the decades",
                     batches=batches[:5] if quick else batches, initial=1, target="life_expectancy",
