@@ -193,7 +193,8 @@ def describe_window(window: dict[str, float | int] | None) -> str:
     kind, value = next(iter(window.items()))
     if kind == "days":
         return f"the last {value:g} days"
-    return f"the newest {int(value)} {kind if value != 1 else kind[:-1]}"
+    noun = {"rows": "row", "batches": "batch"}[kind] if value == 1 else kind
+    return f"the newest {int(value)} {noun}"
 
 
 def time_split(frame: pd.DataFrame, time_column: str, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -544,7 +544,8 @@ TRAIN = [
                 f"a model fitted on the {len(labelled)} training rows before {split_time} (holdout excluded); "
                 f"this version is its refit on {len(fit_rows)} rows, holdout included"
                 if plan.refit else f"this version, fitted on the {len(labelled)} training rows before {split_time}"
-            ),
+            ) + (f"; rows newer than the champion's data carry {plan.recent_share:.0%} of the weight"
+                 if weighting is not None else ""),
         }
         if plan.refit:
             tags["ct.holdout_reference"] = holdout_path.relative_to(root).as_posix()
