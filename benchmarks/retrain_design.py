@@ -15,6 +15,25 @@ Printed per design: the promoted share, the champion's ROC AUC on the future bat
 (median and [min, max] over seeds), and the share of the gap between the stale champion and a model
 trained only on post-change data that the retrain recovered. In the no-change scenario a promotion is
 noise: the fewer the better.
+
+Measured (``--seeds 3``, defaults otherwise; 500 rows per batch, 8 batches before the change, one thread,
+2026-12-01). Stale champion ROC AUC on the future batch 0.282 [0.265, 0.315]; a model trained only on the
+post-change batch 0.802 [0.790, 0.833]. Median [min, max] over seeds:
+
+    design                                         promoted  ROC AUC after     gap recovered
+    legacy: newest 20% holdout, no refit, old gate    2/3    0.282 [.263,.320]   0% [0%, 1%]
+    legacy + interval gate                            1/3    0.282 [.265,.320]   0% [0%, 1%]
+    refit on holdout                                  0/3    0.266 [.255,.308]   0% [0%, 0%]
+    holdout <= 50% of new rows + refit                1/3    0.290 [.266,.308]   0% [0%, 6%]
+      + on change: window 1 batch                     3/3    0.802 [.790,.833] 100% [100%, 100%]
+      + on change: recent_share 0.5                   3/3    0.437 [.421,.447]  30% [29%, 30%]
+      + on change: recent_share 0.75                  3/3    0.551 [.523,.557]  50% [49%, 52%]
+      + on change: recent_share 0.9                   3/3    0.640 [.611,.657]  69% [65%, 69%]
+      + on change: recent_share 0.95                  3/3    0.682 [.650,.708]  73% [72%, 83%]
+      + on change: recent_share 1 (default)           3/3    0.800 [.790,.836] 100% [100%, 101%]
+
+Without a change, the same retrain was promoted in 3/3 seeds by the legacy design with the old gate
+(noise), 1/3 with the interval gate, and 0/3 by every design with a refit.
 """
 
 from __future__ import annotations
@@ -48,7 +67,7 @@ class Design:
 DEFAULT_GATE: dict[str, Any] = {}
 OLD_GATE = {"bootstrap": {"require_significant": False, "samples": 200}}
 DESIGNS = [
-    Design("legacy: newest 20% holdout, no refit, old gate (margin >= 0)",
+    Design("legacy: 20% holdout, no refit, old gate (margin >= 0)",
            {"refit": False, "holdout_new_share": 1.0, "on_change": {"recent_share": None}}, OLD_GATE),
     Design("legacy + interval gate", {"refit": False, "holdout_new_share": 1.0, "on_change": {"recent_share": None}},
            DEFAULT_GATE),
@@ -160,12 +179,12 @@ def main() -> None:
         oracle_values = [r[1] for r in references]
         print(f"\nscenario {scenario}: stale champion ROC AUC on the future batch {_stats(stale_values)}; "
               f"model trained only on the post-change batch {_stats(oracle_values)}")
-        print(f"{'design':<50} {'promoted':>9} {'ROC AUC after retrain':>28} {'gap recovered':>26}")
+        print(f"{'design':<56} {'promoted':>9} {'ROC AUC after retrain':>28} {'gap recovered':>26}")
         for name, rows in results.items():
             values = [r[0] for r in rows]
             recovered = [r[2] for r in rows if r[2] == r[2]]
             shown = _stats(recovered, pct=True) if recovered and scenario == "sudden" else "-"
-            print(f"{name:<50} {sum(r[1] for r in rows):>4}/{len(rows):<4} {_stats(values):>28} {shown:>26}")
+            print(f"{name:<56} {sum(r[1] for r in rows):>4}/{len(rows):<4} {_stats(values):>28} {shown:>26}")
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 FEATURES = ["x1", "x2", "x3", "x4", "channel"]
 ROWS = 400
 CHANGE_AT = 6
+#: Evidently reports are not what these tests check, and they are slow on a loaded machine
+NO_REPORTS = {"train": [("validate", "drift_report", False)], "monitor": [("drift", "drift_report", False)]}
 
 
 @pytest.fixture(autouse=True)
@@ -84,14 +86,15 @@ def test_first_retrain_after_a_sudden_change_is_promoted_and_recovers(tmp_path: 
     project = Project.load(root)
     registry = project.registry()
     with Runner(project, html=False) as runner:
-        first = runner.run("train")
+        first = runner.run("train", overrides=NO_REPORTS["train"])
         assert first.outcome == Outcome.PROMOTED, explain(first)
         synthetic.write_batch(batch("sudden", CHANGE_AT), root / "data" / "incoming", CHANGE_AT)
-        monitor = runner.run("monitor")
+        monitor = runner.run("monitor", overrides=NO_REPORTS["monitor"])
         assert monitor.status == RunStatus.SUCCEEDED, explain(monitor)
         drop = monitor.stage("performance").outputs["degradation"]
         assert drop > 0.2  # the stale champion lost much of its ROC AUC on the changed batch
-        retrain = runner.run("train", trigger="performance", reason=f"roc_auc dropped by {drop:.3f}")
+        retrain = runner.run("train", overrides=NO_REPORTS["train"], trigger="performance",
+                             reason=f"roc_auc dropped by {drop:.3f}")
     assert retrain.status == RunStatus.SUCCEEDED, explain(retrain)
     outputs = retrain.outputs()
     plan = outputs["ingest"]["plan"]
@@ -127,10 +130,10 @@ def test_a_retrain_without_change_is_not_promoted(tmp_path: Path) -> None:
     root = make_project(tmp_path / "project", "none")
     project = Project.load(root)
     with Runner(project, html=False) as runner:
-        first = runner.run("train")
+        first = runner.run("train", overrides=NO_REPORTS["train"])
         assert first.outcome == Outcome.PROMOTED, explain(first)
         synthetic.write_batch(batch("none", CHANGE_AT), root / "data" / "incoming", CHANGE_AT)
-        retrain = runner.run("train", trigger="drift", reason="a false alarm")
+        retrain = runner.run("train", overrides=NO_REPORTS["train"], trigger="drift", reason="a false alarm")
     assert retrain.status == RunStatus.SUCCEEDED, explain(retrain)
     assert retrain.outcome == Outcome.REJECTED, retrain.outcome_detail
     rule = retrain.outcome_detail["reason"]
