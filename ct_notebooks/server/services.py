@@ -297,6 +297,12 @@ class Services:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def _parameters_dir(self) -> Path:
+        """Parameters of the runs this API starts: a file each, read by ``ctn run --params-file``."""
+        folder = self.state_dir / "parameters"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def _launch_record(self, run_id: str) -> dict[str, Any] | None:
         path = self._launch_dir() / f"{run_id}.json"
         try:
@@ -408,10 +414,11 @@ class Services:
                                  "replayed": True}
             self._check_idle(pipeline)
             run_id = new_run_id()
-            why = reason or f"started from JupyterLab by {_CONTROL.sub('', actor)}"
+            who = _CONTROL.sub("", actor).encode("utf-8", "replace").decode("utf-8")
+            why = reason or f"started from JupyterLab by {who}"
             args = ["run", pipeline, "--run-id", run_id, f"--reason={why}"]
             if overrides:
-                params = self._launch_dir() / f"{run_id}.params.json"
+                params = self._parameters_dir() / f"{run_id}.json"
                 atomic_write_json(params, overrides_to_mapping(overrides))
                 args.append(f"--params-file={params}")
             self._launch(run_id, pipeline, args, kind="run", reason=reason)

@@ -204,14 +204,27 @@ async def test_symlinked_run_folders_serve_nothing_from_outside(jp_fetch: Any,
         shutil.rmtree(outside / "reports")
 
 
-def test_openapi_states_the_limits() -> None:
-    from ct_notebooks import inputs
+CONSTRAINTS = ("type", "minimum", "maximum", "maxLength", "pattern")
+
+
+def _constraints(schema: dict[str, Any]) -> dict[str, Any]:
+    branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+    return {k: v for k, v in branches[0].items() if k in CONSTRAINTS}
+
+
+def test_openapi_request_bodies_match_the_request_models() -> None:
+    from ct_notebooks.inputs import MAX_FILE_PATH_CHARS
+    from ct_notebooks.server.requests import Promote, Rollback, StartRun
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "ct_notebooks" / "server" / "openapi.yaml")
                           .read_text(encoding="utf-8"))
-    promote = spec["paths"]["/models/promote"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert promote["properties"]["version"]["maximum"] == inputs.MAX_VERSION
-    start = spec["paths"]["/runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert start["properties"]["reason"]["maxLength"] == inputs.MAX_REASON_CHARS
+    for path, model in (("/runs", StartRun), ("/models/promote", Promote), ("/models/rollback", Rollback)):
+        documented = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        schema = model.model_json_schema()
+        assert documented["additionalProperties"] is False and schema["additionalProperties"] is False
+        assert set(documented.get("required", [])) == set(schema.get("required", [])), path
+        assert set(documented["properties"]) == set(schema["properties"]), path
+        for name, prop in schema["properties"].items():
+            assert _constraints(documented["properties"][name]) == _constraints(prop), (path, name)
     files = spec["paths"]["/runs/{run_id}/files/{path}"]["get"]["parameters"][1]
-    assert files["schema"]["maxLength"] == inputs.MAX_FILE_PATH_CHARS
+    assert files["schema"]["maxLength"] == MAX_FILE_PATH_CHARS
