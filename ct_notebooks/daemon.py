@@ -278,7 +278,8 @@ class Daemon:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._ticks: queue.Queue[tuple[str, datetime]] = queue.Queue()
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # job id -> the worker running it
+        self._procs: list[subprocess.Popen[bytes]] = []  # every worker not yet waited for
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._handled: dict[str, tuple[int, int]] = {}
         self._scheduler: Any = None
@@ -332,6 +333,7 @@ class Daemon:
         last_info = time.monotonic()
         while not self._stop.is_set():
             self._drain_ticks()
+            self._wait_exited()
             self._reap()
             if self.config.watch.enabled:
                 self._watch()
@@ -464,10 +466,16 @@ class Daemon:
         log_dir = self.project.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"worker-{time.time_ns()}.log").open("ab") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "ct_notebooks.daemon", "worker", str(self.project.root)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, cwd=self.project.root,
             )
+        self._procs.append(proc)
+        return proc
+
+    def _wait_exited(self) -> None:
+        """Wait for every worker that has exited, so that none is left a zombie."""
+        self._procs = [proc for proc in self._procs if proc.poll() is None]
 
     def _ready_worker(self) -> subprocess.Popen[bytes]:
         """A spare worker that is still alive (its imports done or under way), else a new one."""
@@ -502,7 +510,11 @@ class Daemon:
     def _reap(self) -> None:
         stale = self.config.daemon.stale_after_s
         now = _now()
-        for job in self.store.jobs(states=("running",)):
+        running = self.store.jobs(states=("running",))
+        for job_id in set(self._children) - {job.id for job in running}:
+            if self._children[job_id].poll() is not None:  # its job ended (or was requeued) and it exited
+                del self._children[job_id]
+        for job in running:
             child = self._children.get(job.id)
             if child is not None:
                 if child.poll() is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 from daemon_helpers import (
     DaemonProcess,
     batch_frame,
@@ -21,8 +22,11 @@ from daemon_helpers import (
     make_daemon_project,
     runs,
     store,
+    tagged_processes,
     wait_for,
+    write_notebook,
     write_slowly,
+    zombie_children,
 )
 
 from ct_notebooks.archive import RUN_FILE, Archive
@@ -232,3 +236,52 @@ def test_kill9_of_a_stage_kernel_leaves_a_consistent_run(tmp_path: Path) -> None
     train = runs(project, "train")
     assert len(train) == 1 and train[0].status == RunStatus.KERNEL_DIED
     assert next(j.run_status for j in store(project).jobs()) == "kernel_died"
+
+
+def test_the_daemon_waits_for_every_finished_worker(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p")
+    daemon = DaemonProcess(project).wait_ready()
+    try:
+        for n in range(4):
+            _drop(project, f"batch-{n}.csv", seed=40 + n)
+        wait_for(lambda: len(finished_runs(project, "monitor")) == 4 and idle(project), 120, "four monitor runs")
+        exited = [j.pid for j in store(project).jobs() if j.pid is not None]
+        # every worker that ran a job exits; the daemon waits for each, leaving no <defunct> child
+        wait_for(lambda: not zombie_children(daemon.pid) and not any(
+            psutil.pid_exists(pid) and psutil.Process(pid).ppid() == daemon.pid for pid in exited),
+            60, f"no zombie child of the daemon (zombies: {[z.pid for z in zombie_children(daemon.pid)]})")
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_ctn_run_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
+    project = make_daemon_project(tmp_path / "p")
+    write_notebook(project.root / "notebooks" / "hold.ipynb", ["ct_context = {}\nseconds = 0.0",
+                                                               "import time\ntime.sleep(seconds)"])
+    config = yaml.safe_load((project.root / "ct.yaml").read_text())
+    config["runner"]["html"] = True  # the HTML worker pool: a fork server, its worker and a resource tracker
+    config["pipelines"]["train"]["stages"].append(
+        {"name": "hold", "notebook": "notebooks/hold.ipynb", "parameters": {"seconds": 600}})
+    (project.root / "ct.yaml").write_text(yaml.safe_dump(config))
+    tag = f"kill9-{os.getpid()}-{time.monotonic_ns()}"
+    run = subprocess.Popen([sys.executable, "-m", "ct_notebooks.cli", "run", "train", "--project", str(project.root)],
+                           env={**os.environ, "CTN_PROCESS_TAG": tag}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        # the first stage ran, its HTML went to the worker pool, the second stage holds: every helper is up
+        def helpers() -> list[str]:
+            return [" ".join(p.cmdline()) for p in tagged_processes(tag)]
+
+        wait_for(lambda: sum("multiprocessing.forkserver" in c for c in helpers()) == 2  # fork server, worker
+                 and any("resource_tracker" in c for c in helpers()) and any("ipykernel" in c for c in helpers()),
+                 120, "the run's worker pool and kernel started")
+    finally:
+        run.kill()
+        run.wait(timeout=30)
+    try:
+        wait_for(lambda: not tagged_processes(tag), 60, "no process of the killed run left")
+    finally:
+        left = tagged_processes(tag)
+        for proc in left:  # the test cleans up after a failure
+            proc.kill()
+    assert not left
