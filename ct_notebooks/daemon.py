@@ -88,16 +88,29 @@ def count_rows(path: Path) -> int | None:
         return None
 
 
-def _pid_alive(pid: int | None) -> bool:
+def _pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Process ``pid`` runs (not a zombie) and, when ``started`` is given, is the one started then."""
     if pid is None:
         return False
     import psutil
 
     try:
         proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid was reused by a later process
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def process_started(pid: int) -> float | None:
+    """The start time of process ``pid`` (seconds since the epoch), None when it is gone."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _stage_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
@@ -498,7 +511,7 @@ class Daemon:
                 break
             proc = self._ready_worker()
             assert proc.stdin is not None
-            self.store.set_pid(job.id, proc.pid, HOST, _now())
+            self.store.set_pid(job.id, proc.pid, HOST, _now(), process_started(proc.pid))
             proc.stdin.write(f"{job.id}\n".encode())
             proc.stdin.close()
             self._children[job.id] = proc
@@ -528,7 +541,7 @@ class Daemon:
             beat = parse_iso(job.heartbeat_at) if job.heartbeat_at else None
             late = beat is None or (now - beat).total_seconds() > stale
             if job.host == HOST and job.pid is not None:
-                if not _pid_alive(job.pid):
+                if not _pid_alive(job.pid, job.pid_started):
                     self.reap(job, f"worker pid {job.pid} is gone")
                 elif late:
                     with contextlib.suppress(OSError):
@@ -600,7 +613,7 @@ def run_job(project: Project, job_id: int) -> int:
 
     store = store_for(project)
     job = store.job(job_id)
-    store.set_pid(job_id, os.getpid(), HOST, _now())
+    store.set_pid(job_id, os.getpid(), HOST, _now(), process_started(os.getpid()))
     done = threading.Event()
 
     def beat() -> None:

@@ -6,9 +6,11 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -30,6 +32,9 @@ from daemon_helpers import (
 )
 
 from ct_notebooks.archive import RUN_FILE, Archive
+from ct_notebooks.daemon import _pid_alive, process_started
+from ct_notebooks.decisions import STORE_VERSION, Store
+from ct_notebooks.errors import ArchiveError
 from ct_notebooks.models import RunStatus
 from ct_notebooks.project import Project
 
@@ -285,3 +290,70 @@ def test_ctn_run_killed_with_sigkill_leaves_no_process_behind(tmp_path: Path) ->
         for proc in left:  # the test cleans up after a failure
             proc.kill()
     assert not left
+
+
+# the daemon store as ct-notebooks wrote it before stores carried a schema version
+STORE_V1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    evaluated_at TEXT NOT NULL, trigger TEXT NOT NULL, kind TEXT NOT NULL, pipeline TEXT,
+    fired INTEGER NOT NULL, action TEXT NOT NULL, blocked_by TEXT, reason TEXT NOT NULL,
+    dedupe_key TEXT, run_id TEXT, record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_trigger ON decisions (trigger, id);
+CREATE TABLE IF NOT EXISTS claims (
+    dedupe_key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL, run_id TEXT
+);
+CREATE TABLE IF NOT EXISTS files (
+    digest TEXT PRIMARY KEY, name TEXT NOT NULL, size INTEGER NOT NULL, rows INTEGER,
+    stable_at TEXT NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL, run_id TEXT NOT NULL, mode TEXT NOT NULL, trigger TEXT NOT NULL,
+    reason TEXT NOT NULL, decision TEXT, dedupe_key TEXT, overrides TEXT NOT NULL, digest TEXT,
+    state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, not_before TEXT,
+    enqueued_at TEXT NOT NULL, started_at TEXT, ended_at TEXT, heartbeat_at TEXT,
+    pid INTEGER, host TEXT, run_status TEXT, error TEXT, evaluated INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+CREATE TABLE IF NOT EXISTS ticks (trigger TEXT PRIMARY KEY, last_tick TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def test_a_store_of_the_first_layout_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(STORE_V1_SCHEMA)
+    conn.execute("INSERT INTO jobs (pipeline, run_id, mode, trigger, reason, overrides, state, enqueued_at, pid, host) "
+                 "VALUES ('train', 'r1', 'run', 'manual', 'why', '[]', 'running', '2026-01-01T00:00:00Z', 4242, 'h')")
+    conn.commit()
+    conn.close()
+    opened = Store(path)
+    assert opened.version() == STORE_VERSION == 2
+    job = opened.job(1)
+    assert (job.run_id, job.state, job.pid, job.pid_started) == ("r1", "running", 4242, None)
+    opened.set_pid(1, os.getpid(), "h", datetime.now(UTC), 1234.5)
+    assert opened.job(1).pid_started == 1234.5
+    assert Store(path).version() == 2  # opening again changes nothing
+
+
+def test_a_new_store_carries_the_version_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.sqlite"
+    Store(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == STORE_VERSION
+    conn.execute(f"PRAGMA user_version = {STORE_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ArchiveError, match=rf"schema version {STORE_VERSION + 1}, newer than version {STORE_VERSION}"
+                       ) as refused:
+        Store(path)
+    assert str(path) in str(refused.value) and "upgrade ct-notebooks" in str(refused.value)
+
+
+def test_a_reused_pid_is_not_taken_for_the_worker() -> None:
+    me = process_started(os.getpid())
+    assert me is not None and _pid_alive(os.getpid(), me)
+    assert not _pid_alive(os.getpid(), me - 3600)  # same pid, another start time: another process
