@@ -15,6 +15,7 @@ import os
 import platform
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -50,6 +51,8 @@ INFO_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
 EXIT_HELD = 75
+#: longest wait before the daemon tries again after a pass failed (a full disk, an unreadable store)
+MAX_RETRY_PAUSE_S = 10.0
 BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
 HOST = platform.node()
 
@@ -277,6 +280,12 @@ def _describe_holder(project: Project) -> str:
             f"(started {info.get('started_at', '?')}); stop it with `ctn daemon stop`")
 
 
+def _print_log(text: str) -> None:
+    """A line of the daemon's log on stdout; a log that cannot be written (full disk) stops nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{utcnow()} {text}", flush=True)
+
+
 class Daemon:
     """Runs in the foreground until SIGTERM/SIGINT or :meth:`stop`."""
 
@@ -287,7 +296,7 @@ class Daemon:
         self.poll_s = poll_s or self.config.watch.poll_s
         self.store = store_for(project)
         self.engine = Engine(project, self.store)
-        self.log = log or (lambda text: print(f"{utcnow()} {text}", flush=True))
+        self.log = log or _print_log
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._ticks: queue.Queue[tuple[str, datetime]] = queue.Queue()
@@ -339,24 +348,41 @@ class Daemon:
 
     # main loop
     def _loop(self) -> None:
-        for decision in self.engine.catch_up(_now()):
-            self.log(f"catch-up {decision.trigger}: {decision.action}: {decision.reason}")
-        self._baseline()
-        self._start_scheduler()
+        started = False
         last_info = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
-            self._drain_ticks()
-            self._wait_exited()
-            self._reap()
-            if self.config.watch.enabled:
-                self._watch()
-            self._evaluate_finished()
-            self._dispatch()
-            if time.monotonic() - last_info >= self.config.daemon.heartbeat_s:
-                self._write_info()
-                last_info = time.monotonic()
+            try:
+                if not started:
+                    for decision in self.engine.catch_up(_now()):
+                        self.log(f"catch-up {decision.trigger}: {decision.action}: {decision.reason}")
+                    self._baseline()
+                    self._start_scheduler()
+                    started = True
+                self._iterate()
+                if time.monotonic() - last_info >= self.config.daemon.heartbeat_s:
+                    self._write_info()
+                    last_info = time.monotonic()
+                failures = 0
+            except (CTError, OSError, sqlite3.Error) as exc:  # a full disk, a store busy for long: wait, retry
+                failures += 1
+                pause = min(MAX_RETRY_PAUSE_S, self.poll_s * 2 ** min(failures, 10))
+                with contextlib.suppress(Exception):
+                    self.log(f"daemon: {type(exc).__name__}: {exc}; trying again in {pause:.1f} s")
+                self._stop.wait(pause)
+                continue
             self._wake.wait(self.poll_s)
             self._wake.clear()
+
+    def _iterate(self) -> None:
+        """One pass: ticks, exited workers, the reaper, the watcher, finished monitor runs, the queue."""
+        self._drain_ticks()
+        self._wait_exited()
+        self._reap()
+        if self.config.watch.enabled:
+            self._watch()
+        self._evaluate_finished()
+        self._dispatch()
 
     def _start_scheduler(self) -> None:
         from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
@@ -608,9 +634,7 @@ def _noop() -> None:
 
 # -- worker process ---------------------------------------------------------------------------------
 def run_job(project: Project, job_id: int) -> int:
-    """Execute one queued job in this process, heartbeating into the store."""
-    from .runner import Runner
-
+    """Execute one queued job in this process, heartbeating into the store (from before the runner imports)."""
     store = store_for(project)
     job = store.job(job_id)
     store.set_pid(job_id, os.getpid(), HOST, _now(), process_started(os.getpid()))
@@ -628,6 +652,8 @@ def run_job(project: Project, job_id: int) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
+        from .runner import Runner  # on a busy machine this takes long: the heartbeat already runs
+
         with Runner(project) as runner:
             if job.mode == "resume":
                 record = runner.resume(job.run_id)
@@ -742,9 +768,11 @@ def main(argv: list[str] | None = None) -> int:
     project = Project.load(args.root, search_parents=False)
     if args.mode == "worker":
         job = args.job
-        if job is None:  # a spare worker: import the runner now, then wait for the daemon to hand a job over
-            import ct_notebooks.runner  # noqa: F401
+        if job is None:  # a spare worker: import the runner now while it waits for the daemon to hand a job over
+            import importlib
 
+            threading.Thread(target=importlib.import_module, args=("ct_notebooks.runner",), name="ctn-import",
+                             daemon=True).start()
             line = sys.stdin.readline().strip()
             if not line:
                 return 0
