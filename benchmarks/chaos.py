@@ -505,8 +505,8 @@ def check(chaos: Chaos) -> dict[str, Any]:
     lost += [f"job {j['id']} run {j['run_id']} ended {j['state']} with no reason and no run"
              for j in jobs if j["state"] not in ("queued", "running") and j["run_id"] not in runs and not j["error"]]
     details["lost"] = lost
-    details["stuck"] = [f"{run_id} ({data['pipeline']}) is {data['status']}" for run_id, data in sorted(runs.items())
-                        if data["status"] not in final]
+    details["stuck"] = [f"{run_id} ({data['pipeline']}, {data['trigger']}, pid {data.get('pid')}) is {data['status']}"
+                        for run_id, data in sorted(runs.items()) if data["status"] not in final]
     keys: dict[str, set[str]] = {}
     for j in jobs:
         if j["dedupe_key"] and not j["dedupe_key"].startswith("retry:"):
