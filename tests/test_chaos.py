@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import chaos  # noqa: E402
+import chaos
 
 pytestmark = pytest.mark.timeout(2400)
 
