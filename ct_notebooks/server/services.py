@@ -19,7 +19,15 @@ from filelock import FileLock, Timeout
 
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
-from ..errors import CTError, ParameterError, ProjectNotFound, ResumeError, RunInProgress, RunNotFound
+from ..errors import (
+    CTError,
+    ParameterError,
+    ProjectNotFound,
+    PromotionRefused,
+    ResumeError,
+    RunInProgress,
+    RunNotFound,
+)
 from ..models import RunRecord, RunStatus, utcnow
 from ..params import check_name
 from ..project import Project
@@ -27,6 +35,10 @@ from ..project import Project
 #: where the server keeps its own state inside the project's ``.ct/`` folder
 SERVER_DIR = "server"
 MAX_PAGE = 200
+#: largest model version number the API accepts (MLflow keeps versions as 32-bit integers)
+MAX_VERSION = 2**31 - 1
+#: how an API client overrides a refused champion move
+FORCE_HINT = 'send "force": true'
 RUN_STATUSES = frozenset(s.value for s in RunStatus)
 FINAL = frozenset(s.value for s in RunStatus if s.is_final)
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+")
@@ -497,24 +509,32 @@ class Services:
                 "aliases": aliases, "versions": out, "audit": self._scrub_value(list(reversed(audit)))}
 
     def promote(self, body: Any, *, actor: str) -> dict[str, Any]:
-        if not isinstance(body, dict) or set(body) - {"version", "reason"}:
-            raise bad_request("the body must be an object with 'version' (integer) and optional 'reason'")
+        if not isinstance(body, dict) or set(body) - {"version", "reason", "force"}:
+            raise bad_request("the body must be an object with 'version' (integer), optional 'reason' and 'force'")
         version = body.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise bad_request("version must be a positive integer")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+            raise bad_request(f"version must be an integer from 1 to {MAX_VERSION}")
+        force = _force(body)
         reason = _reason(body, "promoted from JupyterLab")
-        move = self.registry().promote(version, actor=actor, reason=reason)
+        try:
+            move = self.registry().promote(version, actor=actor, reason=reason, force=force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     def rollback(self, body: Any, *, actor: str) -> dict[str, Any]:
-        if not isinstance(body, dict) or set(body) - {"to_version", "reason"}:
-            raise bad_request("the body must be an object with optional 'to_version' (integer) and 'reason'")
+        if not isinstance(body, dict) or set(body) - {"to_version", "reason", "force"}:
+            raise bad_request("the body must be an object with optional 'to_version' (integer), 'reason' and 'force'")
         to_version = body.get("to_version")
         if to_version is not None and (not isinstance(to_version, int) or isinstance(to_version, bool)
-                                       or to_version < 1):
-            raise bad_request("to_version must be a positive integer")
+                                       or not 1 <= to_version <= MAX_VERSION):
+            raise bad_request(f"to_version must be an integer from 1 to {MAX_VERSION}")
+        force = _force(body)
         reason = _reason(body, "rolled back from JupyterLab")
-        move = self.registry().rollback(actor=actor, reason=reason, to_version=to_version)
+        try:
+            move = self.registry().rollback(actor=actor, reason=reason, to_version=to_version, force=force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     # -- drift -------------------------------------------------------------------------------------
@@ -624,6 +644,13 @@ def _assignment(stage: str | None, name: str, value: Any) -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))
+
+
+def _force(body: dict[str, Any]) -> bool:
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise bad_request("force must be true or false")
+    return force
 
 
 def _reason(body: dict[str, Any], default: str) -> str:
