@@ -80,7 +80,7 @@ class Scenario:
     drift_share: float = 0.5  # the drift rule fires at this share of drifted features
     max_drop: float = 0.05  # the performance rule fires at this drop of the primary metric
     min_labelled_rows: int = 100
-    source: str = "synthetic (generated here)"
+    source: str = "synthetic: ct_notebooks.synthetic"
 
 
 def synthetic(kind: str, *, batches: int, initial: int, rows: int, change_at: int | None = None,
