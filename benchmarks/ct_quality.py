@@ -10,10 +10,11 @@ evaluates the drift and performance rules on its outputs (guards included), and 
 started executes with the rule's decision, after which the model gate decides. Runs execute in this
 process, one at a time, exactly as a daemon worker would run them.
 
-Printed per scenario: one line per batch (drift share, the champion's metric on the batch against the
-first champion that is never retrained, the rules that fired and what the train run decided), then a
-summary line. Scenarios: four synthetic ones (sudden change, gradual change, seasonality without harm,
-no change) and two real-world data sets that ship inside PyPI packages (nothing is downloaded):
+Printed per scenario: one line per batch (drift share as the drift rule reads it, the champion's metric
+on the batch against the first champion that is never retrained, the rules that fired and what the train
+run decided), then a summary line. Scenarios: four synthetic ones (sudden change, gradual change,
+seasonality without harm, no change) and two real-world data sets that ship inside PyPI packages
+(nothing is downloaded):
 
 * ``seattle-weather``: daily Seattle weather 2012-2015 (NOAA data, public domain), bundled in
   ``vega_datasets`` (package BSD-3-Clause). Target: any precipitation that day; features: temperatures
@@ -338,7 +339,7 @@ def _describe_train(record: RunRecord) -> tuple[str, bool]:
         return f"retrain BLOCKED: {(record.error or '').splitlines()[0][:140]}", False
     if record.status != RunStatus.SUCCEEDED:
         return f"retrain {record.status} at {record.failed_stage}: {(record.error or '')[:120]}", False
-    reason = str(detail.get("reason") or "")[:150]
+    reason = str(detail.get("reason") or "")[:220]
     notes = [w for s in record.stages for w in s.warnings if "quarantine" in w]
     if notes:
         reason += "; " + "; ".join(n[:120] for n in notes)
@@ -398,7 +399,8 @@ def play(scenario: Scenario, folder: Path, *, say: Callable[[str], None] = _say)
             monitor = next((r for r in records if r.pipeline == "monitor"), None)
             if monitor is not None:
                 outputs = monitor.outputs()
-                row.drift_share = outputs.get("drift", {}).get("drift_share")
+                measured = outputs.get("drift", {})  # the share the drift rule reads: weighted when weighed
+                row.drift_share = measured.get("weighted_drift_share", measured.get("drift_share"))
                 row.champion = outputs.get("score", {}).get("champion_version")
                 if monitor.status != RunStatus.SUCCEEDED:
                     row.action = f"monitor {monitor.status}: {(monitor.error or '')[:100]}; "
