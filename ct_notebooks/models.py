@@ -109,6 +109,8 @@ class GateResult:
     rule: str
     values: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    #: findings recorded without blocking (a few odd rows, values beyond inferred ranges, quarantined batches)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
