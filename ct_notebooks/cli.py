@@ -191,6 +191,13 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
         for warning in stage.warnings:
             print(f"     warning: {warning}")
+        for item in stage.outputs.get("quarantined") or []:
+            where = f"moved to {item['moved_to']}" if item.get("moved_to") else "kept out of the run"
+            first = (item.get("violations") or ["failed the data gate"])[0]
+            print(f"     batch {item.get('batch')} failed the data gate ({where}): {first}")
+        if stage.name == "validate":
+            for warning in stage.outputs.get("warnings") or []:
+                print(f"     data gate warning: {warning}")
     return EXIT_OK
 
 
@@ -291,13 +298,15 @@ def _print_rules(rules: dict[str, Any]) -> None:
 
 def cmd_triggers(args: argparse.Namespace) -> int:
     from . import daemon
+    from .run_results import describe_runs
 
     project = _project(args)
     state = daemon.status(project)
     decisions = daemon.store_for(project).decisions(limit=args.limit, trigger=args.trigger)
+    results = describe_runs(project.archive(), (d.run_id for d in decisions))
     if args.json:
         _emit_json({"rules": state["rules"], "counts": state["decision_counts"],
-                    "decisions": [d.to_dict() for d in decisions]})
+                    "decisions": [{**d.to_dict(), "run": results.get(d.run_id or "")} for d in decisions]})
         return EXIT_OK
     _print_rules(state["rules"])
     counts = state["decision_counts"]
@@ -309,6 +318,8 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     for d in decisions:
         print(f"{d.evaluated_at:27} {d.trigger:12} {'yes' if d.fired else 'no':5} {d.action:10} "
               f"{d.run_id or '-':24} {d.reason}")
+        if d.run_id in results:
+            print(f"{'':27} {'':12} {'':5} {'':10} {'':24} -> run {results[d.run_id]['text']}")
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ from ..errors import CTError, ParameterError, ProjectNotFound, ResumeError, RunI
 from ..models import RunRecord, RunStatus, utcnow
 from ..params import check_name
 from ..project import Project
+from ..run_results import describe_runs
 
 #: where the server keeps its own state inside the project's ``.ct/`` folder
 SERVER_DIR = "server"
@@ -572,7 +573,10 @@ class Services:
                 info["next_fire_times"].append({"trigger": name, "pipeline": rule.get("pipeline"),
                                                 "cron": rule.get("cron"), "next_fire": rule["next_fire"]})
         store = daemon.store_for(project)
-        info["decisions"] = self._scrub_value(_jsonable([d.to_dict() for d in store.decisions(limit=20)]))
+        decisions = store.decisions(limit=20)
+        results = describe_runs(project.archive(), (d.run_id for d in decisions))
+        info["decisions"] = self._scrub_value(_jsonable(
+            [{**d.to_dict(), "run": results.get(d.run_id or "")} for d in decisions]))
         return info
 
     def daemon_status(self) -> dict[str, Any]:

@@ -53,6 +53,8 @@ export interface IStageDetail {
   duration_s: number | null;
   notebook_path: string | null;
   error: { ename: string; evalue: string; cell_index: number | null } | null;
+  /** what the stage recorded (ingest: `quarantined`; validate: `warnings`) */
+  outputs?: Record<string, unknown>;
 }
 
 export interface IRunDetail extends Omit<IRunSummary, 'stages'> {
