@@ -302,7 +302,6 @@ VALIDATE = [
         for their type only: new values are expected there.
     """),
     code("""
-        # NBVAL_CHECK_OUTPUT
         for key in ("accepted", "passed", "failed", "quarantined"):
             names = batch_result.get(key) or []
             print(f"{key}: {', '.join(names) if names else '-'}")
@@ -388,7 +387,9 @@ VALIDATE = [
             print(f"data gate FAILED with {len(result.violations)} violation(s):")
             for violation in result.violations:
                 print(f"  - {violation}")
-        for warning in result.warnings:
+    """),
+    code("""
+        for warning in result.warnings:  # a few odd rows, values beyond inferred ranges, quarantined batches
             print(f"warning: {warning}")
     """),
     code("""

@@ -130,7 +130,8 @@ def test_demo_init_then_run_train_quarantines_the_broken_batch(tmp_path: Path) -
     assert not (folder / "data" / "incoming" / "batch-04.csv").exists()
     record = json.loads(ctn("runs", "--json", "--project", str(folder)).stdout)[0]
     assert record["status"] == "succeeded" and record["outcome"] == "promoted"
-    outputs = json.loads(ctn("show", record["run_id"], "--json", "--project", str(folder)).stdout)["stages"][0]["outputs"]
+    shown = json.loads(ctn("show", record["run_id"], "--json", "--project", str(folder)).stdout)
+    outputs = shown["stages"][0]["outputs"]
     assert [q["batch"] for q in outputs["quarantined"]] == ["batch-04.csv"]
     assert outputs["batch_gate"]["passed"] == [f"batch-0{i}.csv" for i in (0, 1, 2, 3, 5)]
 
