@@ -30,7 +30,11 @@ def describe_run(record: RunRecord) -> dict[str, Any]:
     status = str(record.status)
     text = status
     if record.status == RunStatus.BLOCKED:
-        text = f"blocked at {record.failed_stage or '?'}: {_first_line(record.error) or 'data gate'}"
+        stage = next((s for s in record.stages if s.name == record.failed_stage), None)
+        violations = [str(v) for v in ((stage.outputs or {}).get("violations") or [])] if stage else []
+        why = violations[0] + (f" (+{len(violations) - 1} more)" if len(violations) > 1 else "") if violations \
+            else _first_line(record.error) or "data gate"
+        text = f"blocked at {record.failed_stage or '?'}: {why}"
     elif record.status == RunStatus.SUCCEEDED:
         detail = record.outcome_detail or {}
         version = detail.get("version")

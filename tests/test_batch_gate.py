@@ -150,3 +150,22 @@ def test_on_bad_batch_block_stops_the_run_and_moves_nothing(story: Story) -> Non
     assert violations == ["batch batch-02.csv: column 'credit_score' is missing (expected by the schema)",
                           "batch batch-02.csv: column 'fico_score' is not in the schema (unexpected column)"]
     assert "batch-02.csv" in (record.error or "")
+
+
+def test_triggers_say_that_a_started_run_was_blocked_and_why(story: Story, capsys: pytest.CaptureFixture[str]) -> None:
+    from ct_notebooks import cli, daemon
+    from ct_notebooks.models import TriggerDecision
+
+    project = Project.load(story.blocked_root)
+    daemon.store_for(project).record(TriggerDecision(
+        trigger="drift", kind="drift", fired=True, reason="drift share 0.50 >= 0.25", run_id=story.blocked.run_id,
+        pipeline="train", action="started"))
+    assert cli.main(["triggers", "--project", str(story.blocked_root)]) == 0
+    text = capsys.readouterr().out
+    assert ("-> run blocked at validate: batch batch-02.csv: column 'credit_score' is missing (expected by the "
+            "schema)") in text, text
+    assert cli.main(["triggers", "--json", "--project", str(story.blocked_root)]) == 0
+    decision = json.loads(capsys.readouterr().out)["decisions"][0]
+    assert decision["run"]["status"] == "blocked" and decision["run"]["stage"] == "validate"
+    assert decision["run"]["text"].startswith("blocked at validate: batch batch-02.csv: column 'credit_score'")
+    assert decision["run"]["text"].endswith("(+1 more)")
