@@ -22,7 +22,7 @@ from ct_notebooks.models import Outcome, RunRecord, RunStatus
 from ct_notebooks.project import Project
 from ct_notebooks.runner import Runner
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # three training runs: minutes on a loaded machine
 
 
 @dataclass

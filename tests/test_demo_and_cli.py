@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
 CTN = [sys.executable, "-m", "ct_notebooks.cli"]
 
 
-def ctn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*CTN, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+def ctn(
+    *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*CTN, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                             env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     if check and result.returncode != 0:
         raise AssertionError(f"ctn {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -119,12 +121,13 @@ def test_run_with_bad_parameters_and_resume_errors(demo: dict[str, Any]) -> None
     assert not (folder / "pwned").exists() and not Path("pwned").exists()
 
 
+@pytest.mark.timeout(1800)  # one full-size demo training run: minutes on a loaded machine
 def test_demo_init_then_run_train_quarantines_the_broken_batch(tmp_path: Path) -> None:
     """The two steps ``ctn init --demo`` prints: the schema-broken batch is quarantined, the first model trains."""
     folder = tmp_path / "first"
     ctn("init", str(folder), "--demo")
     assert (folder / "data" / "incoming" / "batch-04.csv").is_file()
-    run = ctn("run", "train", "--project", str(folder), check=False)
+    run = ctn("run", "train", "--project", str(folder), check=False, timeout=1700)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (folder / "data" / "quarantine" / "batch-04.csv").is_file()
     assert not (folder / "data" / "incoming" / "batch-04.csv").exists()
