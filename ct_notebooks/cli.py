@@ -104,15 +104,18 @@ def _cancel_on_sigterm() -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .archive import check_run_id
-    from .params import parse_assignment
+    from .inputs import check_text
+    from .params import parse_assignment, read_parameters_file
     from .runner import Runner
 
     _cancel_on_sigterm()
     run_id = check_run_id(args.run_id) if args.run_id is not None else None
+    reason = check_text(args.reason, "--reason") if args.reason is not None else None
     project = _project(args)
-    overrides = [parse_assignment(text) for text in args.param or []]
+    overrides = read_parameters_file(args.params_file) if args.params_file is not None else []
+    overrides += [parse_assignment(text) for text in args.param or []]
     with Runner(project, on_event=None if args.quiet else Progress()) as runner:
-        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "",
+        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=reason or "",
                             run_id=run_id)
     print(_summary(record))
     return _exit_for(record)
@@ -433,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline")
     p.add_argument("-p", "--param", action="append", metavar="[STAGE.]NAME=VALUE",
                    help="override a stage parameter (value parsed as JSON, else a string)")
-    p.add_argument("--reason", default=None)
+    p.add_argument("--params-file", default=None, metavar="FILE",
+                   help="read overrides from a JSON file {stage: {name: value}} (- reads stdin); -p wins")
+    p.add_argument("--reason", default=None, help="why (one line, recorded with the run)")
     p.add_argument("--run-id", default=None, help="use this run id (e.g. one chosen by the JupyterLab API)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_run)

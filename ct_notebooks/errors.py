@@ -3,7 +3,8 @@
     CTError
     ├── ConfigError              ct.yaml missing, unreadable or invalid (names the key path)
     ├── ProjectNotFound          no ct.yaml in the folder or its parents
-    ├── ParameterError           a stage parameter name or value is not acceptable
+    ├── InputError               a value a user sent is not acceptable (names the field)
+    │   └── ParameterError       a stage parameter name or value is not acceptable
     ├── RunNotFound              no archived run with that id
     ├── InvalidRunId             a run id that does not match the run id pattern
     ├── RunInProgress            another run of the same pipeline holds the project lock
@@ -38,7 +39,15 @@ class ProjectNotFound(CTError):
     """No ``ct.yaml`` was found in the folder or any parent."""
 
 
-class ParameterError(CTError):
+class InputError(CTError):
+    """A value a user sent (a reason, a version, a path, a request body) is not acceptable."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ParameterError(InputError):
     """A stage parameter name or value is not acceptable."""
 
 

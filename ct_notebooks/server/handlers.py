@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import mimetypes
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -18,6 +17,7 @@ from ..errors import (
     ArchiveError,
     ConfigError,
     CTError,
+    InputError,
     InvalidRunId,
     ParameterError,
     ProjectNotFound,
@@ -27,6 +27,7 @@ from ..errors import (
     RunInProgress,
     RunNotFound,
 )
+from .requests import parse_body
 from .services import ApiError, Services
 
 NAMESPACE = "ct-notebooks/api"
@@ -36,8 +37,6 @@ REPORT_CSP = (
     "script-src 'unsafe-inline' 'unsafe-eval' data: blob:; style-src 'unsafe-inline' data:; "
     "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'"
 )
-SERVED_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
-                ".svg": "image/svg+xml", ".csv": "text/csv; charset=utf-8"}
 
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ct-notebooks-api")
@@ -59,6 +58,7 @@ def http_error(exc: BaseException, services: Services | None) -> tuple[int, str,
         (ProjectNotFound, 404, "no_project"),
         (InvalidRunId, 400, "invalid_run_id"),
         (ParameterError, 400, "invalid_parameter"),
+        (InputError, 400, "bad_request"),
         (ConfigError, 400, "invalid_request"),
         (RunNotFound, 404, "run_not_found"),
         (RunInProgress, 409, "run_in_progress"),
@@ -122,12 +122,8 @@ class BaseHandler(_ErrorsMixin, APIHandler):
         return await asyncio.get_running_loop().run_in_executor(_POOL, lambda: fn(*args, **kwargs))
 
     def body(self) -> Any:
-        if not self.request.body:
-            return {}
-        try:
-            return json.loads(self.request.body)
-        except ValueError:
-            raise ApiError(400, "bad_request", "the body must be JSON") from None
+        """The decoded JSON body; limits on size, nesting and numbers in :mod:`ct_notebooks.inputs`."""
+        return parse_body(self.request.body)
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -222,15 +218,12 @@ class RunFileHandler(_ErrorsMixin, JupyterHandler):
     @authorized
     async def get(self, run_id: str, relative: str) -> None:
         loop = asyncio.get_running_loop()
-        path = await loop.run_in_executor(_POOL, self.services.run_file, run_id, relative)
-        kind = SERVED_TYPES.get(path.suffix.lower())
-        if kind is None:
-            raise ApiError(404, "file_not_found", "no such file in this run")
-        self.set_header("Content-Type", kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        content, kind = await loop.run_in_executor(_POOL, self.services.run_file, run_id, relative)
+        self.set_header("Content-Type", kind)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Disposition", "inline")
-        self.finish(await loop.run_in_executor(_POOL, path.read_bytes))
+        self.finish(content)
 
 
 class ModelsHandler(BaseHandler):
