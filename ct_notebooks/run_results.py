@@ -42,7 +42,7 @@ def describe_run(record: RunRecord) -> dict[str, Any]:
                                                   in ("promoted", "rejected") else "")
     elif record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.KERNEL_DIED):
         text = f"{status} at {record.failed_stage or '?'}: {_first_line(record.error)}"
-    quarantined = [str(q["batch"]) for q in quarantined_batches(record)]
+    quarantined = [str(q["batch"]) for q in quarantined_batches(record) if q.get("moved_to")]
     if quarantined:
         text += f"; quarantined {', '.join(quarantined)}"
     return {"run_id": record.run_id, "status": status, "outcome": str(record.outcome),

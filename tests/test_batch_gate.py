@@ -168,4 +168,5 @@ def test_triggers_say_that_a_started_run_was_blocked_and_why(story: Story, capsy
     decision = json.loads(capsys.readouterr().out)["decisions"][0]
     assert decision["run"]["status"] == "blocked" and decision["run"]["stage"] == "validate"
     assert decision["run"]["text"].startswith("blocked at validate: batch batch-02.csv: column 'credit_score'")
-    assert decision["run"]["text"].endswith("(+1 more)")
+    assert decision["run"]["text"].endswith("(+1 more)")  # nothing moved: block mode quarantines nothing
+    assert decision["run"]["quarantined"] == []
