@@ -149,6 +149,54 @@ def apply_window(
     return frame.loc[(frame[time_column] > start) & (frame[time_column] <= latest)]
 
 
+WINDOW_KINDS = ("days", "rows", "batches")
+
+
+def check_window(window: object, where: str = "window") -> dict[str, float | int] | None:
+    """``window`` as ``{"days"|"rows"|"batches": N}`` (or ``None``); ParameterError naming what is wrong."""
+    if window is None:
+        return None
+    if not isinstance(window, dict) or len(window) != 1 or next(iter(window)) not in WINDOW_KINDS:
+        raise ParameterError(f"{where} must be one of {{days: N}}, {{rows: N}}, {{batches: N}} or None, not {window!r}")
+    kind, value = next(iter(window.items()))
+    whole = kind != "days"
+    bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0
+    if bad or (whole and (value != int(value) or (kind == "rows" and value < 2))):
+        raise ParameterError(f"{where}: {kind} must be a positive {'whole ' if whole else ''}number, not {value!r}")
+    return {kind: int(value) if whole else float(value)}
+
+
+def apply_training_window(
+    frame: pd.DataFrame, time_column: str, window: dict[str, float | int] | None
+) -> pd.DataFrame:
+    """The newest rows per ``window``: ``{"days": N}`` before the latest row, the newest ``{"rows": N}``
+    by time, or the rows of the newest ``{"batches": N}`` batch files (by name, :data:`BATCH_COLUMN`)."""
+    spec = check_window(window)
+    if spec is None or frame.empty:
+        return frame
+    kind, value = next(iter(spec.items()))
+    if kind == "days":
+        return apply_window(frame, time_column, value)
+    if kind == "rows":
+        ordered = frame.sort_values(time_column, kind="mergesort")
+        return ordered.iloc[max(0, len(ordered) - int(value)):].sort_index()
+    if BATCH_COLUMN not in frame.columns:
+        raise CTError(f"a window of batches needs the {BATCH_COLUMN!r} column that read_batches adds")
+    names = sorted(frame[BATCH_COLUMN].unique().tolist())[-int(value):]
+    return frame.loc[frame[BATCH_COLUMN].isin(names)]
+
+
+def describe_window(window: dict[str, float | int] | None) -> str:
+    """``"the last 30 days"``, ``"the newest 5000 rows"``, ``"the newest 3 batches"`` or ``"all history"``."""
+    if not window:
+        return "all history"
+    kind, value = next(iter(window.items()))
+    if kind == "days":
+        return f"the last {value:g} days"
+    noun = {"rows": "row", "batches": "batch"}[kind] if value == 1 else kind
+    return f"the newest {int(value)} {noun}"
+
+
 def time_split(frame: pd.DataFrame, time_column: str, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(train, holdout)``: the holdout is the latest ``holdout_fraction`` of rows by time."""
     if isinstance(holdout_fraction, bool) or not isinstance(holdout_fraction, int | float) or not (

@@ -32,6 +32,12 @@ model:
   params: {{}}
   primary_metric: roc_auc
   secondary_metrics: [accuracy, f1, log_loss]
+  training:                      # honoured by every train run, triggered ones included
+    window: null                 # {{days: N}} | {{rows: N}} | {{batches: N}} of the newest data; null: all history
+    holdout_fraction: 0.2        # the newest rows, held out for the model gate
+    refit: true                  # the registered model is refit on all windowed rows, holdout included
+    on_change:                   # runs started by a drift or performance trigger
+      recent_share: 1.0          # learn from the rows the champion never saw (1.0: only from them)
 gates:
   data:
     max_missing_share: 0.2
@@ -39,7 +45,7 @@ gates:
     max_drift_share: 0.75
   model:
     min_delta: 0.0               # contender must beat the champion by at least this (signed)
-    bootstrap: {{samples: 200, confidence: 0.95, require_significant: false}}
+    bootstrap: {{samples: 1000, confidence: 0.95, require_significant: true}}  # interval's low end > min_delta
     max_latency_ms_per_1k_rows: null
     max_size_mb: null
 mlflow:

@@ -66,25 +66,32 @@ INGEST = [
 
         Reads the batches in the project's landing zone (`data.incoming` in `ct.yaml`), judges each new
         batch on its own (a batch that fails is quarantined, or blocks the run: `gates.data.on_bad_batch`),
-        keeps the rows up to `cutoff` and within the last `train_window_days`, and splits them by time: the latest
-        `holdout_fraction` of rows become the **holdout** on which the evaluate stage compares the
-        contender with the champion. Both parts are written as Parquet snapshots into the run folder,
-        and a fingerprint of the content is recorded for lineage.
+        keeps the rows up to `cutoff` and within the training window (`model.training.window`), and splits
+        them by time: the newest rows become the **holdout** on which the evaluate stage compares the
+        contender with the champion. The holdout is the newest `holdout_fraction` of the rows, but at most
+        `model.training.holdout_new_share` of the rows the champion was not trained on, so the contender
+        learns from part of the new data and both models are judged on the newest rows.
+        A run started by a drift or performance trigger follows `model.training.on_change` (a narrower
+        window, more weight on the new rows). Both parts are written as Parquet snapshots into the run
+        folder, and a fingerprint of the content is recorded for lineage.
 
         | parameter | meaning |
         |---|---|
         | `cutoff` | ISO date or date-time; later rows are ignored (a date includes that whole day). `None`: all |
-        | `train_window_days` | keep only the last N days before the latest row. `None`: all history |
-        | `holdout_fraction` | share of the latest rows held out for evaluation (between 0 and 1) |
+        | `window` | `{"days": N}`, `{"rows": N}` or `{"batches": N}` for this run. `None`: `model.training` |
+        | `train_window_days` | keep only the last N days before the latest row. `None`: see `window` |
+        | `holdout_fraction` | newest share of rows held out for evaluation. `None`: `model.training.holdout_fraction` |
 
         Records `train_path`, `holdout_path`, `rows_train`, `rows_holdout`, `batches`, `data_fingerprint`,
-        `time_min`, `time_max`, `split_time`, and the data gate's verdict per batch: `batch_gate`,
+        `time_min`, `time_max`, `split_time`, `plan` (trigger, reason, window, holdout rule, weighting,
+        refit), `rows_new`, `holdout_rule`, and the data gate's verdict per batch: `batch_gate`,
         `quarantined`, `batch_digests`, `schema_path`.
     """, note=True),
     parameters("""
         cutoff = None  # ISO date/time such as "2026-03-31"; rows after it are ignored. None: all rows
-        train_window_days = None  # keep the last N days before the latest row. None: all history
-        holdout_fraction = 0.2  # latest share of rows held out for evaluation (0 < fraction < 1)
+        window = None  # {"days": N}, {"rows": N} or {"batches": N} for this run. None: model.training in ct.yaml
+        train_window_days = None  # keep the last N days before the latest row. None: see window
+        holdout_fraction = None  # newest share of rows held out (0 < f < 1). None: model.training.holdout_fraction
     """),
     context("ingest"),
     code("""
@@ -95,11 +102,27 @@ INGEST = [
         import pandas as pd
         from IPython.display import display
 
-        from ct_notebooks import batch_gate, datasets
+        from ct_notebooks import batch_gate, datasets, training
         from ct_notebooks.errors import CTError
 
         time_column = config.data.time_column
         target = config.data.target
+    """),
+    md("""
+        ## The training plan
+        What this run trains on follows `model.training` in `ct.yaml` and what started the run: a drift or
+        performance trigger applies `model.training.on_change`. The champion's training data tells which
+        rows are new.
+    """),
+    code("""
+        champion = ctx.registry().champion()
+        new_since = None if champion is None else training.seen_until(champion.tags, ctx.project.root, time_column)
+        plan = training.plan(
+            config.model.training, trigger=ctx.trigger, reason=ctx.reason,
+            window=... if window is None else window, train_window_days=train_window_days,
+            holdout_fraction=holdout_fraction, new_since=new_since,
+        )
+        print(plan.describe())
     """),
     md("""
         ## 1. Batches in the landing zone
@@ -127,7 +150,7 @@ INGEST = [
         trains on the others; with `block` the validate stage stops the run. Opened by hand, nothing moves.
     """),
     code("""
-        reference = batch_gate.champion_reference(ctx.project, ctx.registry().champion())
+        reference = batch_gate.champion_reference(ctx.project, champion)
         gate = batch_gate.judge_batches(paths, config, reference)
         print(f"reference: {reference.label}")
         display(gate.to_frame())
@@ -162,13 +185,13 @@ INGEST = [
         rows_read = len(frame)
         frame = datasets.apply_cutoff(frame, time_column, cutoff)
         rows_cut = len(frame)
-        frame = datasets.apply_window(frame, time_column, train_window_days)
+        frame = datasets.apply_training_window(frame, time_column, plan.window)
         if frame.empty:
-            limits = f"cutoff={cutoff!r}, train_window_days={train_window_days!r}"
+            limits = f"cutoff={cutoff!r}, window={plan.window!r}"
             raise CTError(f"no rows left of {rows_read} after {limits}")
         batches = sorted(frame[datasets.BATCH_COLUMN].unique().tolist())
-        window = f"the last {train_window_days} days" if train_window_days else "all history"
-        print(f"{rows_read} rows read, {rows_cut} up to the cutoff ({cutoff or 'none'}), {len(frame)} in {window}")
+        kept = datasets.describe_window(plan.window)
+        print(f"{rows_read} rows read, {rows_cut} up to the cutoff ({cutoff or 'none'}), {len(frame)} in {kept}")
         print(f"time range: {frame[time_column].min()} to {frame[time_column].max()}")
     """),
     code("""
@@ -185,11 +208,12 @@ INGEST = [
     md("""
         ## 3. Split by time and write the snapshots
         The holdout is the most recent data: the model gate judges models on the rows closest to the
-        data they will score.
+        data they will score. With a champion, the holdout takes at most `holdout_new_share` of the rows
+        the champion was not trained on, so the contender has learned from the rest of them.
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
-        train, holdout = datasets.time_split(frame, time_column, holdout_fraction)
+        train, holdout, split_info = training.split(frame, time_column, plan)
         split_time = holdout[time_column].min()
         train_path = datasets.write_snapshot(train, ctx.path("data/train.parquet"))
         holdout_path = datasets.write_snapshot(holdout, ctx.path("data/holdout.parquet"))
@@ -197,6 +221,12 @@ INGEST = [
         print(f"train: {len(train)} rows up to {train[time_column].max()}")
         print(f"holdout: {len(holdout)} rows from {split_time}")
         print(f"fingerprint: {data_fingerprint}")
+    """),
+    code("""
+        print(f"holdout: {split_info['rule']}")
+        if champion is not None:
+            print(f"{split_info['rows_new']} row(s) newer than the data of champion version {champion.version}; "
+                  f"{split_info['holdout_rows_seen_by_champion']} holdout row(s) the champion was trained on")
     """),
     code("""
         weekly = frame.set_index(time_column).resample("W")
@@ -225,6 +255,9 @@ INGEST = [
             time_min=frame[time_column].min().isoformat(),
             time_max=frame[time_column].max().isoformat(),
             split_time=split_time.isoformat(),
+            plan=plan.to_dict(),
+            rows_new=split_info["rows_new"],
+            holdout_rule=split_info["rule"],
         )
     """),
 ]
@@ -421,10 +454,14 @@ TRAIN = [
 
         Builds the scikit-learn pipeline named in `ct.yaml` (`model.estimator` with `model.params`; numeric
         columns imputed with the median, and scaled for linear models; categorical columns imputed with
-        the most frequent value and one-hot encoded), fits it on the training snapshot, logs it to MLflow
-        and registers it as a new version of `model.registered_name` with the alias **contender**.
-        The version's tags link it to this run, its data fingerprint and its training snapshot
-        (`ct.reference`, the reference for later drift checks).
+        the most frequent value and one-hot encoded) and fits it on the training snapshot: this is the model
+        the evaluate stage judges on the holdout. With `model.training.refit` (the default) the model that is
+        registered is then refit on all windowed rows, holdout included, so it has learned from the newest
+        data too; the version's tags say so (`ct.refit`, `ct.gate_evaluated`). Rows newer than the champion's
+        training data are weighted up in runs started by a drift or performance trigger
+        (`model.training.on_change.recent_share`). The registered model is logged to MLflow as a new version
+        of `model.registered_name` with the alias **contender**. The version's tags link it to this run, its
+        data fingerprint and its training snapshot (`ct.reference`, the reference for later drift checks).
 
         | parameter | meaning |
         |---|---|
@@ -433,7 +470,8 @@ TRAIN = [
         | `model_params` | estimator parameters for this run only, over `model.params` (e.g. `{"max_iter": 50}`) |
 
         Records `model_version`, `mlflow_run_id`, `fit_seconds`, `features`, `categorical_features`,
-        `train_metrics`, `rows_train`.
+        `train_metrics`, `rows_train`, `refit`, `rows_fit`, `gate_model_path` (the model the gate evaluates,
+        when the registered one is a refit), `weighting`.
     """, note=True),
     parameters("""
         run_name = None  # MLflow run name. None: "train-<run id>"
@@ -442,15 +480,19 @@ TRAIN = [
     """),
     context("train"),
     code("""
+        import pickle
         import time
 
+        import pandas as pd
         from threadpoolctl import threadpool_limits
 
-        from ct_notebooks import datasets, evaluation, modeling
+        from ct_notebooks import datasets, evaluation, modeling, training
 
         target = config.data.target
+        time_column = config.data.time_column
         task = config.model.task
         metric_names = list(dict.fromkeys([config.model.primary_metric, *config.model.secondary_metrics]))
+        plan = training.TrainingPlan(**ctx.get("ingest", "plan"))
     """),
     md("""
         ## 1. Training data and features
@@ -460,6 +502,7 @@ TRAIN = [
     code("""
         # NBVAL_CHECK_OUTPUT
         train_path = ctx.file("ingest", "train_path")
+        holdout_path = ctx.file("ingest", "holdout_path")
         train = datasets.read_snapshot(train_path)
         labelled = train[train[target].notna()].reset_index(drop=True)
         features = datasets.feature_columns(config, labelled)
@@ -473,15 +516,43 @@ TRAIN = [
     """),
     md("""
         ## 2. Fit
+        First the model the gate judges: fitted on the training split only. Then, with
+        `model.training.refit`, the model to register: the same settings refit on training split and
+        holdout together.
     """),
     code("""
         model_config = config.model.model_copy(update={"params": {**config.model.params, **model_params}})
-        pipeline = modeling.build_pipeline(model_config, numeric, categorical)
+
+
+        def fit_on(rows):
+            weights = training.recent_weights(rows, time_column, plan)
+            pipeline = modeling.build_pipeline(model_config, numeric, categorical)
+            X_rows = modeling.prepare_features(rows[features], categorical)
+            with threadpool_limits(limits=threads):
+                return modeling.fit(pipeline, X_rows, rows[target], task=task, sample_weight=weights), weights
+
+
         started = time.perf_counter()
-        with threadpool_limits(limits=threads):
-            model = modeling.fit(pipeline, X, y, task=task)
+        gate_model, weights = fit_on(labelled)
+        weighting = None
+        if weights is not None:
+            new_rows = labelled[time_column] > pd.Timestamp(plan.new_since)
+            weighting = {"new_rows": int(new_rows.sum()), "recent_share": plan.recent_share,
+                         "new_row_weight": float(weights[new_rows.to_numpy()][0])}
+            print(f"{weighting['new_rows']} row(s) newer than the champion's data weighted to "
+                  f"{plan.recent_share:.0%} of the total (trigger {plan.trigger})")
+        model, fit_rows, gate_model_path = gate_model, labelled, None
+        if plan.refit:
+            holdout = datasets.read_snapshot(holdout_path)
+            fit_rows = pd.concat([labelled, holdout[holdout[target].notna()]], ignore_index=True)
+            model, _ = fit_on(fit_rows)
+            gate_model_path = ctx.path("models/gate-model.pkl")
+            gate_model_path.write_bytes(pickle.dumps(gate_model, protocol=pickle.HIGHEST_PROTOCOL))
         fit_seconds = round(time.perf_counter() - started, 3)
-        print(f"fitted {config.model.estimator} on {len(X)} rows in {fit_seconds:.2f} s")
+        X, y = modeling.prepare_features(fit_rows[features], categorical), fit_rows[target]
+        print(f"fitted {config.model.estimator} on {len(labelled)} rows for the gate"
+              + (f", refit on {len(fit_rows)} rows (holdout included) to register" if plan.refit else "")
+              + f" in {fit_seconds:.2f} s")
         model
     """),
     code("""
@@ -503,11 +574,26 @@ TRAIN = [
     code("""
         registry = ctx.registry()
         root = ctx.project.root
+        split_time = ctx.get("ingest", "split_time")
         tags = {
             "ct.data_fingerprint": ctx.get("ingest", "data_fingerprint"),
             "ct.reference": train_path.relative_to(root).as_posix(),
             "ct.archive_path": ctx.run_dir.resolve().relative_to(root).as_posix(),
+            training.TAG_DATA_TIME_MAX: fit_rows[time_column].max().isoformat(),
+            "ct.trigger": plan.trigger,
+            "ct.training_window": datasets.describe_window(plan.window),
+            "ct.refit": "true" if plan.refit else "false",
+            "ct.gate_evaluated": (
+                f"a model fitted on the {len(labelled)} training rows before {split_time} (holdout excluded); "
+                f"this version is its refit on {len(fit_rows)} rows, holdout included"
+                if plan.refit else f"this version, fitted on the {len(labelled)} training rows before {split_time}"
+            ) + (f"; rows newer than the champion's data carry {plan.recent_share:.0%} of the weight"
+                 if weighting is not None else ""),
         }
+        if plan.refit:
+            tags["ct.holdout_reference"] = holdout_path.relative_to(root).as_posix()
+        if weighting is not None:
+            tags["ct.recent_share"] = repr(plan.recent_share)
         if ctx.run_id:
             tags["ct.run_id"] = ctx.run_id
         else:
@@ -532,7 +618,11 @@ TRAIN = [
             features=features,
             categorical_features=categorical,
             train_metrics=train_metrics,
-            rows_train=len(X),
+            rows_train=len(labelled),
+            refit=plan.refit,
+            rows_fit=len(fit_rows),
+            gate_model_path=gate_model_path,
+            weighting=weighting,
         )
     """),
 ]
@@ -541,14 +631,19 @@ EVALUATE = [
     md("""
         # Evaluate: the model gate
 
-        Scores the **contender** (the version the train stage registered) and the current **champion** on
-        the same holdout, then applies the rule in `gates.model`:
+        Scores the **contender** and the current **champion** on the same holdout (the newest rows, which
+        neither was trained on), then applies the rule in `gates.model`:
 
         * the margin on `model.primary_metric` (oriented so that positive means the contender is better)
           must be at least `min_delta`;
         * a paired bootstrap (the same resampled rows for both models) gives the interval of that margin;
-          with `bootstrap.require_significant` its lower bound must be above 0;
+          with `bootstrap.require_significant` (the default) its lower bound must be above `min_delta`,
+          so a version moves only on evidence, not on noise;
         * guardrails: scoring latency per 1,000 rows and model size must stay within their limits.
+
+        When the registered version is a refit (`model.training.refit`), the contender judged here is the
+        model the train stage fitted without the holdout; the registered version is the same settings refit
+        with the holdout, and its latency and size are the ones checked.
 
         Without a champion the contender only has to pass the guardrails ("first model").
 
@@ -557,13 +652,15 @@ EVALUATE = [
         | `latency_repeats` | how many times the holdout is scored to time the contender; the fastest counts |
 
         Records `gate` (the full result), `blessed`, `rule`, `contender_metrics`, `champion_metrics`,
-        `champion_version`, `contender_version`, `comparison_png`.
+        `champion_version`, `contender_version`, `comparison_png`, `evaluated_model`.
     """, note=True),
     parameters("""
         latency_repeats = 3  # times the holdout is scored to measure latency; the fastest counts
     """),
     context("evaluate"),
     code("""
+        import pickle
+
         import matplotlib.pyplot as plt
         import pandas as pd
         from IPython.display import display
@@ -585,12 +682,20 @@ EVALUATE = [
         registry = ctx.registry()
         contender_version = int(ctx.get("train", "model_version"))
         contender_info = registry.version(contender_version)
-        contender = registry.load_model(contender_version)
+        registered = registry.load_model(contender_version)
+        contender = registered
+        evaluated_model = f"version {contender_version} as registered"
+        if ctx.get("train", "gate_model_path", None):
+            with open(ctx.file("train", "gate_model_path"), "rb") as handle:
+                contender = pickle.load(handle)  # written by this run's train stage
+            evaluated_model = (f"the model fitted without the holdout ({ctx.get('train', 'rows_train')} rows); "
+                               f"version {contender_version} is its refit on {ctx.get('train', 'rows_fit')} rows")
         champion_info = registry.champion()
         champion = registry.load_model(champion_info.version) if champion_info is not None else None
         champion_version = champion_info.version if champion_info is not None else None
         print(f"holdout: {len(holdout)} labelled rows")
         print(f"contender: version {contender_version}; champion: {champion_version or 'none yet'}")
+        print(f"judged: {evaluated_model}")
     """),
     code("""
         def score(model):
@@ -604,11 +709,11 @@ EVALUATE = [
             truth = holdout[target].to_numpy(dtype=float)
         contender_scores = score(contender)
         champion_scores = score(champion) if champion is not None else None
-        _, contender_categorical = modeling.feature_groups(contender)
+        _, contender_categorical = modeling.feature_groups(registered)
         latency = evaluation.latency_ms_per_1k_rows(
-            contender, modeling.prepare_features(holdout, contender_categorical), task=task, repeats=latency_repeats
+            registered, modeling.prepare_features(holdout, contender_categorical), task=task, repeats=latency_repeats
         )
-        size_bytes = contender_info.size_bytes or evaluation.pickled_size_bytes(contender)
+        size_bytes = contender_info.size_bytes or evaluation.pickled_size_bytes(registered)
         print(f"contender latency: {latency:.1f} ms per 1k rows; size {size_bytes / 1e6:.2f} MB")
     """),
     code("""
@@ -689,6 +794,7 @@ EVALUATE = [
             champion_version=champion_version,
             contender_version=contender_version,
             comparison_png=comparison_png,
+            evaluated_model=evaluated_model,
         )
     """),
 ]
