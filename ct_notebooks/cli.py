@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CTError
+from .errors import CTError, PromotionRefused
 from .models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -278,18 +278,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    move = _registry(_project(args)).promote(
-        args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
-    )
-    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    try:
+        move = _registry(_project(args)).promote(
+            args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
+        )
+    except PromotionRefused as exc:
+        raise exc.with_override("pass --force") from None
+    print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    move = _registry(_project(args)).rollback(
-        actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to
-    )
-    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    try:
+        move = _registry(_project(args)).rollback(
+            actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to, force=args.force
+        )
+    except PromotionRefused as exc:
+        raise exc.with_override("pass --force") from None
+    print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
     return EXIT_OK
 
 
@@ -470,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", parents=[common, actor], help="move champion back to the previous one")
     p.add_argument("--to", type=int, default=None, help="a specific version")
+    p.add_argument("--force", action="store_true",
+                   help="roll back even to a version that was never champion nor blessed by the model gate "
+                        "(audited as forced)")
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("reindex", parents=[common], help="rebuild the run index from the run folders")

@@ -12,7 +12,8 @@
     ├── StageFailed              a stage raised, timed out or its kernel died
     ├── DataGateBlocked          the data gate stopped the run on purpose (raised inside a stage)
     ├── RegistryError            the MLflow registry refused or failed an operation
-    │   └── PromotionRefused     promotion of a version the model gate rejected
+    │   ├── PromotionRefused     a champion move the model gate did not bless, without force
+    │   └── StaleGateDecision    the champion moved after the gate compared against it
     ├── DriftError               drift computation received unusable input
     ├── ArchiveError             a run folder or the index cannot be read or written
     └── DaemonError              the project's daemon cannot start, stop or be reached
@@ -111,7 +112,29 @@ class RegistryError(CTError):
 
 
 class PromotionRefused(RegistryError):
-    """Promotion of a version that the model gate rejected, without ``force``."""
+    """A champion move the model gate did not bless (a rejected version, or a rollback to a version
+    that was never champion nor blessed), without ``force``.
+
+    ``refusal`` says why; the message ends with how the caller overrides it (``override``).
+    """
+
+    def __init__(self, refusal: str, *, override: str = "pass force=True") -> None:
+        self.refusal = refusal
+        self.override = override
+        super().__init__(f"{refusal}; {override} to override")
+
+    def with_override(self, override: str) -> PromotionRefused:
+        """The same refusal, telling how to override it where the caller is (``--force``, ``"force": true``)."""
+        return PromotionRefused(self.refusal, override=override)
+
+
+class StaleGateDecision(RegistryError):
+    """The champion moved after the model gate compared the contender against it: no promotion."""
+
+    def __init__(self, message: str, *, expected: int | None, current: int | None) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(message)
 
 
 class DriftError(CTError):

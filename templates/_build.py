@@ -806,6 +806,11 @@ REGISTER = [
         If the evaluate stage **blessed** the contender, it becomes the **champion** (the MLflow alias
         moves and the move is written to the project's alias audit log with the rule as the reason).
         Otherwise the version is tagged `ct.gate=rejected` with the rule, and the champion stays.
+
+        The move is a compare-and-swap on the champion the gate compared against: if the champion moved
+        after the evaluate stage (a rollback or another run's promotion), nothing moves and the run
+        records `rejected` with `stale_gate` naming both versions; run the pipeline again to compare
+        against the new champion.
         Either way the version is tagged with this run, its data fingerprint, its holdout metrics
         (`ct.metric.<name>`) and the run folder that holds its executed notebooks.
 
@@ -814,7 +819,9 @@ REGISTER = [
         | `dry_run` | only show the decision. `None`: a dry run when opened by hand, the real thing in a pipeline run |
 
         Records `outcome`: `{"decision": "promoted", "version", "previous", "reason", ...}` or
-        `{"decision": "rejected", "version", "champion", "reason", ...}`; the runner copies it into `run.json`.
+        `{"decision": "rejected", "version", "champion", "reason", ...}` (with `stale_gate:
+        {"compared_with", "champion"}` when the champion moved after the comparison); the runner
+        copies it into `run.json`.
     """, note=True),
     parameters("""
         dry_run = None  # True: only show the decision. None: dry run by hand, real in a pipeline run
@@ -824,16 +831,20 @@ REGISTER = [
         import pandas as pd
         from IPython.display import display
 
+        from ct_notebooks.errors import StaleGateDecision
+
         registry = ctx.registry()
         version = int(ctx.get("train", "model_version"))
         gate = ctx.get("evaluate", "gate")
         blessed = bool(ctx.get("evaluate", "blessed"))
         rule = gate["rule"]
         values = gate["values"]
+        compared_with = ctx.get("evaluate", "champion_version")  # the champion the gate compared against
         champion = registry.champion()
         previous = champion.version if champion is not None else None
         apply = (not ctx.interactive) if dry_run is None else not dry_run
-        print(f"contender: version {version}; champion: {previous or 'none'}")
+        print(f"contender: version {version}; champion: {previous or 'none'} (gate compared with "
+              f"{compared_with or 'none'})")
         print(f"model gate: {'blessed' if blessed else 'rejected'}: {rule}")
     """),
     md("""
@@ -880,12 +891,20 @@ REGISTER = [
         else:
             registry.set_tags(version, tags)
             if blessed:
-                if previous == version:
-                    print(f"version {version} already is the champion")
-                else:
-                    registry.promote(version, actor="ct-notebooks", reason=rule, run_id=ctx.run_id)
-                    print(f"promoted version {version} to champion (previous: {previous or 'none'})")
-                outcome = {"decision": "promoted", "version": version, "previous": previous, "reason": rule, **numbers}
+                try:
+                    if previous == version:
+                        print(f"version {version} already is the champion")
+                    else:
+                        registry.promote(version, actor="ct-notebooks", reason=rule, run_id=ctx.run_id,
+                                         expected_champion=compared_with)
+                        print(f"promoted version {version} to champion (previous: {previous or 'none'})")
+                    outcome = {"decision": "promoted", "version": version, "previous": previous, "reason": rule,
+                               **numbers}
+                except StaleGateDecision as stale:
+                    print(f"not promoted: {stale}")
+                    outcome = {"decision": "rejected", "version": version, "champion": stale.current,
+                               "reason": str(stale), "gate_rule": rule,
+                               "stale_gate": {"compared_with": stale.expected, "champion": stale.current}, **numbers}
             else:
                 print(f"rejected version {version}; champion stays {previous or 'unset'}")
                 outcome = {"decision": "rejected", "version": version, "champion": previous, "reason": rule, **numbers}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -38,8 +40,18 @@ REPORT_CSP = (
     "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'"
 )
 
+#: the username jupyter_server's default identity provider makes up for an anonymous user (uuid4 hex)
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
+
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ct-notebooks-api")
+
+
+def _server_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "server"
 
 
 def http_error(exc: BaseException, services: Services | None) -> tuple[int, str, str]:
@@ -130,8 +142,16 @@ class BaseHandler(_ErrorsMixin, APIHandler):
         self.finish(json.dumps(data, default=str))
 
     def actor(self) -> str:
+        """Who is acting, for the audit log: ``jupyter:<username>``, stable across requests.
+
+        jupyter_server's default identity provider gives every token-authenticated request without a
+        login cookie (and every password login) a new random anonymous user; such a user stands for
+        whoever holds the server's token or password, recorded as the user the server runs as.
+        """
         user = self.current_user
-        name = getattr(user, "username", None) or "unknown"
+        name = str(getattr(user, "username", None) or "unknown")
+        if _ANONYMOUS_ID.fullmatch(name) and str(getattr(user, "name", "")).startswith("Anonymous "):
+            name = _server_user()
         return f"jupyter:{name}"[:100]
 
     def int_arg(self, name: str, default: int) -> int:

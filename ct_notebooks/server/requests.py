@@ -63,6 +63,7 @@ class Promote(_Body):
 
     version: Version
     reason: Reason = ""
+    force: bool = Field(False, description="promote even a version the model gate rejected (audited as forced)")
 
 
 class Rollback(_Body):
@@ -70,3 +71,4 @@ class Rollback(_Body):
 
     to_version: Version | None = None
     reason: Reason = ""
+    force: bool = Field(False, description="roll back even to a version never champion nor blessed (audited as forced)")

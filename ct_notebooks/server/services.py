@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
-from ..errors import CTError, ProjectNotFound, ResumeError, RunInProgress, RunNotFound
+from ..errors import CTError, ProjectNotFound, PromotionRefused, ResumeError, RunInProgress, RunNotFound
 from ..models import RunRecord, RunStatus, utcnow
 from ..params import overrides_from_mapping, overrides_to_mapping
 from ..project import Project
@@ -31,6 +31,8 @@ from .scrub import Scrubber
 #: where the server keeps its own state inside the project's ``.ct/`` folder
 SERVER_DIR = "server"
 MAX_PAGE = 200
+#: how an API client overrides a refused champion move
+FORCE_HINT = 'send "force": true'
 RUN_STATUSES = frozenset(s.value for s in RunStatus)
 FINAL = frozenset(s.value for s in RunStatus if s.is_final)
 NOT_SERVED = "no such file in this run"
@@ -534,13 +536,19 @@ class Services:
     def promote(self, body: Any, *, actor: str) -> dict[str, Any]:
         request = Promote.parse(body)
         reason = request.reason or "promoted from JupyterLab"
-        move = self.registry().promote(request.version, actor=actor, reason=reason)
+        try:
+            move = self.registry().promote(request.version, actor=actor, reason=reason, force=request.force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     def rollback(self, body: Any, *, actor: str) -> dict[str, Any]:
         request = Rollback.parse(body)
-        move = self.registry().rollback(actor=actor, reason=request.reason or "rolled back from JupyterLab",
-                                        to_version=request.to_version)
+        try:
+            move = self.registry().rollback(actor=actor, reason=request.reason or "rolled back from JupyterLab",
+                                            to_version=request.to_version, force=request.force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     # -- drift -------------------------------------------------------------------------------------
