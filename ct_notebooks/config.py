@@ -9,7 +9,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .drift_config import DriftConfig
 from .errors import ConfigError
+from .time_formats import TIME_FORMATS
 from .trigger_config import RULE_KINDS, TriggersConfig
 
 CONFIG_FILE = "ct.yaml"
@@ -139,10 +141,21 @@ class DataConfig(_Strict):
     format: Literal["auto", "csv", "parquet"] = "auto"
     target: str
     time_column: str
+    time_format: str = Field("iso", description="how the time column is written: iso (ISO-8601 text), year "
+                                                "(an integer year), unix_s / unix_ms (seconds / milliseconds since "
+                                                "1970-01-01 UTC), or a strftime pattern such as '%d/%m/%Y %H:%M'")
     id_column: str | None = None
     segment_column: str | None = None
     categorical: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        if value not in TIME_FORMATS and "%" not in value:
+            raise ValueError(f"time_format must be one of {list(TIME_FORMATS)} or a strftime pattern with % "
+                             "directives (e.g. '%d/%m/%Y')")
+        return value
 
 
 class WindowConfig(_Strict):
@@ -283,6 +296,7 @@ class ProjectConfig(_Strict):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -319,7 +333,8 @@ def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
     except ValidationError as exc:
         problems = [_describe(dict(e)) for e in exc.errors()]
     else:
-        problems = config.triggers.check_pipelines(set(config.pipelines))
+        metrics = list(dict.fromkeys([config.model.primary_metric, *config.model.secondary_metrics]))
+        problems = config.triggers.check_pipelines(set(config.pipelines)) + config.triggers.check_rules(metrics)
         if not problems:
             return config
     first_key = problems[0][0]

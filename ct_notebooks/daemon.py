@@ -151,8 +151,15 @@ class Engine:
         if decision.fired and decision.pipeline:
             decision = apply_guards(decision, self.triggers.guards, self.guard_state(decision.pipeline, now))
         if self.dry_run:
+            would = decision.action
+            held = self.store.claim(decision.dedupe_key) if would == "started" and decision.dedupe_key else None
+            reason = decision.reason
+            if held is not None:
+                would = "duplicate"
+                reason += f"; {decision.dedupe_key} already handled (run {held[0]}, {held[1]})"
             shown = TriggerDecision.from_dict({**decision.to_dict(), "action": "dry_run",
-                                               "reason": f"{decision.reason} (dry run: would be {decision.action})"})
+                                               "reason": f"{reason} (dry run: would be {would})"})
+            shown.values["would_be"] = would
             return self.store.record(shown)
         if decision.action == "started":
             return self.store.decide_and_enqueue(decision, run_id=new_run_id(now), now=now, overrides=overrides,
@@ -208,6 +215,8 @@ class Engine:
         out = []
         drift = _stage_outputs(record, "drift_share") if record else None
         perf = _stage_outputs(record, "labelled_rows", "metrics") if record else None
+        scored = _stage_outputs(record, "batch") if record else None
+        batch = scored.get("batch") if scored else None
         problem = note
         if record is not None and record.status != RunStatus.SUCCEEDED:
             problem = f"monitor run {record.run_id} {record.status}: {record.error or ''}".strip()
@@ -219,14 +228,17 @@ class Engine:
             if problem or measured is None:
                 why = problem or f"monitor run {record.run_id if record else '-'} recorded no {kind} measurement"
                 decision = TriggerDecision(trigger=name, kind=kind, fired=False, reason=why, evaluated_at=iso(now),
-                                           values={"monitor_run": record.run_id if record else None},
+                                           values={"monitor_run": record.run_id if record else None,
+                                                   "batch": batch},
                                            dedupe_key=f"{kind}:{name}:{batch_key}", pipeline=rule.pipeline)
                 out.append(self.act(decision, now))
                 continue
             assert record is not None
-            measurement = {**measured, "monitor_run": record.run_id}
+            measurement = {"batch": batch, **measured, "monitor_run": record.run_id}
             if isinstance(rule, DriftRule):
-                decision = evaluate_drift(name, rule, measurement, batch_key=batch_key, now=now)
+                streak = self.store.condition_streak(name, f"drift:{name}:{batch_key}") \
+                    if rule.confirm_batches > 1 else 0
+                decision = evaluate_drift(name, rule, measurement, batch_key=batch_key, now=now, streak=streak)
             else:
                 decision = evaluate_performance(name, rule, measurement, batch_key=batch_key, now=now,
                                                 primary_metric=self.project.config.model.primary_metric)
@@ -469,7 +481,7 @@ class Daemon:
         values = {"file": path.name, "digest": digest, "rows": rows, "size": size,
                   "stable_s": self.config.watch.stable_s}
         monitor = self.config.watch.monitor_pipeline
-        decision = TriggerDecision(trigger="watch", kind="new_file", fired=first_name is None, evaluated_at=iso(now),
+        decision = TriggerDecision(trigger="watch", kind="new_data", fired=first_name is None, evaluated_at=iso(now),
                                    reason=f"{path.name} is stable ({rows} rows)", values=values,
                                    dedupe_key=f"monitor:{digest}", pipeline=monitor)
         if first_name is not None:
@@ -633,8 +645,9 @@ def _noop() -> None:
 
 
 # -- worker process ---------------------------------------------------------------------------------
-def run_job(project: Project, job_id: int) -> int:
-    """Execute one queued job in this process, heartbeating into the store (from before the runner imports)."""
+def run_job(project: Project, job_id: int, on_event: Callable[[Any], None] | None = None) -> int:
+    """Execute one queued job in this process, heartbeating into the store (from before the runner imports);
+    ``on_event`` receives the runner's progress."""
     store = store_for(project)
     job = store.job(job_id)
     store.set_pid(job_id, os.getpid(), HOST, _now(), process_started(os.getpid()))
@@ -654,7 +667,7 @@ def run_job(project: Project, job_id: int) -> int:
     try:
         from .runner import Runner  # on a busy machine this takes long: the heartbeat already runs
 
-        with Runner(project) as runner:
+        with Runner(project, on_event=on_event) as runner:
             if job.mode == "resume":
                 record = runner.resume(job.run_id)
             else:

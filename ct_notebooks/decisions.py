@@ -226,12 +226,38 @@ class Store:
             conn.execute(
                 "INSERT INTO jobs (pipeline, run_id, mode, trigger, reason, decision, dedupe_key, overrides, digest, "
                 "state, attempt, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?,'queued',?,?)",
-                (decision.pipeline, run_id, mode, {"new_file": "new_data"}.get(decision.kind, decision.kind),
+                (decision.pipeline, run_id, mode, decision.kind,
                  decision.reason, json.dumps(started.to_dict(), default=str), decision.dedupe_key,
                  json.dumps(overrides or []), digest, attempt, iso(now)),
             )
             self._insert_decision(conn, started)
             return started
+
+    def claim(self, dedupe_key: str) -> tuple[str | None, str] | None:
+        """(run id, claimed at) of a dedupe key already handled, or None."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT run_id, claimed_at FROM claims WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+        return None if row is None else (row[0], str(row[1]))
+
+    def condition_streak(self, trigger: str, dedupe_key: str | None, *, limit: int = 200) -> int:
+        """Consecutive earlier measured batches on which ``trigger``'s condition held, since it last started a run.
+
+        Reads the rule's recorded decisions (``values.condition_met``), newest first; dry runs, decisions
+        on the batch ``dedupe_key`` itself and decisions without a measurement are passed over.
+        """
+        streak = 0
+        seen: set[str | None] = {dedupe_key}
+        for decision in self.decisions(limit=limit, trigger=trigger):
+            if decision.action == "dry_run" or decision.dedupe_key in seen:
+                continue
+            seen.add(decision.dedupe_key)
+            met = decision.values.get("condition_met")
+            if met is None:
+                continue
+            if not met or decision.action == "started":
+                break
+            streak += 1
+        return streak
 
     def decisions(self, *, limit: int = 50, trigger: str | None = None) -> list[TriggerDecision]:
         """Newest first."""

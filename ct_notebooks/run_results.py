@@ -45,7 +45,9 @@ def describe_run(record: RunRecord) -> dict[str, Any]:
     quarantined = [str(q["batch"]) for q in quarantined_batches(record) if q.get("moved_to")]
     if quarantined:
         text += f"; quarantined {', '.join(quarantined)}"
-    return {"run_id": record.run_id, "status": status, "outcome": str(record.outcome),
+    reason: str | None = None if record.status == RunStatus.SUCCEEDED else (
+        record.error or record.outcome_detail.get("reason"))
+    return {"run_id": record.run_id, "status": status, "outcome": str(record.outcome), "why": reason,
             "stage": record.failed_stage, "quarantined": quarantined, "text": text}
 
 

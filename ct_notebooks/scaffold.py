@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import yaml
 
 from .config import CONFIG_FILE, parse_config
+from .datasets import check_time_column
 from .errors import CTError
+from .time_formats import TIME_FORMATS
 
 STAGE_NOTEBOOKS = ("ingest", "validate", "train", "evaluate", "register", "score", "drift", "performance")
 
@@ -23,6 +26,7 @@ data:
   format: auto                   # auto | csv | parquet
   target: {target}               # column to predict
   time_column: {time_column}     # orders rows in time; the holdout is the latest rows
+  time_format: {time_format}     # iso | year | unix_s | unix_ms | a strftime pattern such as '%d/%m/%Y'
   id_column: null
   segment_column: null
 model:
@@ -68,21 +72,29 @@ def init_project(
     name: str | None = None,
     target: str = "target",
     time_column: str = "timestamp",
+    time_format: str = "iso",
     config: dict[str, object] | None = None,
     force: bool = False,
 ) -> Path:
-    """Scaffold a project in ``folder``; refuses to overwrite an existing ``ct.yaml`` unless ``force``."""
+    """Scaffold a project in ``folder``; refuses to overwrite an existing ``ct.yaml`` unless ``force``.
+
+    Batches already in the landing zone are checked: a time column that ``time_format`` cannot parse
+    is refused before anything is written (the error names the format to declare).
+    """
     folder = folder.resolve()
     config_path = folder / CONFIG_FILE
     if config_path.exists() and not force:
         raise CTError(f"{config_path} already exists (use --force to overwrite)")
     project_name = name or folder.name
     if config is None:
-        text = CONFIG_TEMPLATE.format(name=project_name, target=target, time_column=time_column)
-        parse_config(yaml.safe_load(text), source=str(config_path))
+        shown_format = time_format if time_format in TIME_FORMATS else json.dumps(time_format)
+        text = CONFIG_TEMPLATE.format(name=project_name, target=target, time_column=time_column,
+                                      time_format=shown_format)
+        parsed = parse_config(yaml.safe_load(text), source=str(config_path))
     else:
-        parse_config(config, source=str(config_path))
+        parsed = parse_config(config, source=str(config_path))
         text = yaml.safe_dump(config, sort_keys=False)
+    check_time_column(parsed, folder / parsed.data.incoming)
     for sub in ("notebooks", "data/incoming", "runs"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     source = templates_dir()

@@ -1072,9 +1072,11 @@ DRIFT = [
         # Drift: has the data moved away from what the champion learned?
 
         Compares the scored batch with the champion's training snapshot (its `ct.reference` tag), column by
-        column with Evidently's default tests (computed directly, fast), and compares the champion's score
+        column with the tests of the `drift` section of `ct.yaml` (default: Evidently's choice, computed
+        directly, fast), weighs each column by how much the champion relies on it (**feature importance**:
+        how much its scores move when the column is shuffled), and compares the champion's score
         distribution on both (**prediction drift**). An Evidently report is written for reading.
-        Triggers read `drift_share` and `dataset_drift` to decide whether to retrain.
+        Drift rules read `weighted_drift_share` (or `drift_share`), `drifted_columns` and `prediction_drift`.
 
         | parameter | meaning |
         |---|---|
@@ -1082,8 +1084,10 @@ DRIFT = [
         | `drift_report` | write the Evidently report `reports/data-drift.html` / `.json` |
         | `report_max_rows` | Evidently runs on a seeded sample above this many rows (it is slow on big data) |
 
-        Records `drift_share`, `dataset_drift`, `drifted_columns`, `columns` (one entry per column),
-        `prediction_drift`, `report_html`, `share_threshold`, `champion_version`, `reference`, `skipped_columns`.
+        Records `drift_share`, `weighted_drift_share`, `dataset_drift`, `drifted_columns`, `drivers` (the drifted
+        columns, most important first), `columns` (one entry per column, with its test and weight), `importance`,
+        `weighting`, `prediction_drift`, `report_html`, `share_threshold`, `champion_version`, `reference`,
+        `skipped_columns`, `batch`.
     """, note=True),
     parameters("""
         share_threshold = None  # dataset drift at this share of drifted features. None: gates.data.max_drift_share
@@ -1095,10 +1099,14 @@ DRIFT = [
         import matplotlib.pyplot as plt
         from IPython.display import display
 
+        import json
+
         from ct_notebooks import datasets, drift, modeling
+        from ct_notebooks.archive import atomic_write_json
         from ct_notebooks.errors import CTError
 
         threshold = config.gates.data.max_drift_share if share_threshold is None else share_threshold
+        settings = config.drift
     """),
     md("""
         ## 1. Reference and current data
@@ -1127,15 +1135,39 @@ DRIFT = [
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
+        task = config.model.task
         skipped = [c for c in columns if not (current[c].notna().any() and reference[c].notna().any())]
         checked = [c for c in columns if c not in skipped]
+        tests = settings.tests_for({c: "cat" if c in categorical else "num" for c in checked})
+        importance = None
+        if settings.weighting == "importance":  # measured once per champion version, then read from .ct/
+            cache = ctx.project.state_dir / "importance" / f"v{version}-{settings.importance_rows}.json"
+            key = {"reference": reference_tag, "columns": checked}
+            cached = json.loads(cache.read_text()) if cache.is_file() else {}
+            importance = cached.get("importance") if cached.get("key") == key else None
+            if importance is None:
+                importance = drift.feature_importance(
+                    lambda frame: modeling.predict_scores(
+                        model, modeling.prepare_features(frame, categorical), task=task),
+                    reference, checked, rows=settings.importance_rows,
+                )
+                atomic_write_json(cache, {"key": key, "importance": importance})
         result = drift.drift_check(
             reference, current, columns=checked, categorical=[c for c in checked if c in categorical],
-            numerical=[c for c in checked if c not in categorical], share_threshold=threshold,
+            numerical=[c for c in checked if c not in categorical], share_threshold=threshold, tests=tests,
+            weights=importance,
         )
         print(f"{result.drift_share:.0%} of {len(checked)} feature columns drifted "
               f"(dataset drift at {threshold:.0%}: {'yes' if result.dataset_drift else 'no'})")
-        print(f"drifted: {', '.join(result.drifted_columns()) or 'none'}")
+        if result.weighted_share is not None:
+            print(f"weighted by feature importance: {result.weighted_share:.0%} of the champion's reliance drifted")
+        drivers = [
+            {k: c.to_dict()[k] for k in ("column", "weight", "stattest", "score", "threshold")}
+            for c in result.drivers()
+        ]
+        print("drifted: " + (", ".join(
+            c.column + (f" (weight {c.weight:.2f})" if c.weight is not None else "") for c in result.drivers()
+        ) or "none"))
         if skipped:
             print(f"not compared (no values): {', '.join(skipped)}")
     """),
@@ -1148,7 +1180,6 @@ DRIFT = [
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
-        task = config.model.task
         reference_scores = modeling.predict_scores(
             model, modeling.prepare_features(reference, categorical), task=task
         )
@@ -1175,7 +1206,7 @@ DRIFT = [
                 reference, current, name="data-drift", columns=checked,
                 categorical=[c for c in checked if c in categorical],
                 numerical=[c for c in checked if c not in categorical],
-                max_rows=report_max_rows, share_threshold=threshold,
+                max_rows=report_max_rows, share_threshold=threshold, tests=tests,
             )
             report_html = report.html_path
             print(drift.describe_report(report, ctx.run_dir))
@@ -1183,8 +1214,13 @@ DRIFT = [
     code("""
         ctx.record(
             drift_share=float(result.drift_share),
+            weighted_drift_share=result.weighted_share,
             dataset_drift=bool(result.dataset_drift),
             drifted_columns=result.drifted_columns(),
+            drivers=drivers,
+            importance=importance,
+            weighting=settings.weighting,
+            batch=ctx.get("score", "batch"),
             columns=result.to_dict()["columns"],
             prediction_drift=prediction.to_dict(),
             report_html=report_html,
@@ -1269,8 +1305,9 @@ PERFORMANCE = [
             table = pd.DataFrame({"this batch": metrics, f"champion v{info.version} holdout": champion_metrics})
             display(table)
             if delta_primary is not None:
-                word = "worse" if degradation > 0 else "better or equal"
-                print(f"{primary}: {delta_primary:+.4f} against the champion's holdout ({word})")
+                word = f"worse by {degradation:.4f}" if degradation > 0 else "better or equal"
+                print(f"{primary} {metrics[primary]:.4f} on this batch, {champion_metrics[primary]:.4f} on the "
+                      f"champion's holdout: {delta_primary:+.4f} ({word})")
     """),
     code("""
         if measured and any(v is not None for v in champion_metrics.values()):

@@ -125,6 +125,7 @@ def test_slow_file_is_picked_up_once_after_stable_and_a_copy_runs_nothing(tmp_pa
     assert parse_iso(created).timestamp() >= written + 1.0 - 0.05  # only once stable for stable_s
     watch = [d for d in store(project).decisions() if d.trigger == "watch"]
     assert sorted(d.action for d in watch) == ["duplicate", "started"]
+    assert {d.kind for d in watch} == {record.trigger} == {"new_data"}  # one name for the run and its decision
     assert "same content as slow.csv" in next(d.reason for d in watch if d.action == "duplicate")
 
 
@@ -148,6 +149,33 @@ def test_drift_fires_on_shifted_data_not_on_same_distribution_and_cooldown_holds
     assert decisions[2].blocked_by == "cooldown"
     train = finished_runs(project, "train")
     assert len(train) == 1 and train[0].trigger == "drift" and train[0].decision["trigger"] == "shift"
+
+
+def test_check_run_executes_the_queue_and_what_the_rules_start_without_a_daemon(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from ct_notebooks.archive import new_run_id
+    from ct_notebooks.models import TriggerDecision
+
+    project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}})
+    _drop(project, "shifted.csv", seed=12, shift=1.5)
+    now = datetime.now(UTC)
+    landed = TriggerDecision(trigger="watch", kind="new_data", fired=True, reason="shifted.csv is stable",
+                             dedupe_key="monitor:shifted", pipeline="monitor")
+    store(project).decide_and_enqueue(landed, run_id=new_run_id(now), now=now, digest="shifted",
+                                      overrides=[["monitor", "batch", "shifted.csv"]])
+    ctn = [sys.executable, "-m", "ct_notebooks.cli", "check", "--project", str(project.root)]
+    done = subprocess.run([*ctn, "--run"], capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[1/1] monitor: succeeded" in done.stderr and "[1/1] train: succeeded" in done.stderr
+    assert "shift            fired  started" in done.stdout
+    train = finished_runs(project, "train")
+    assert len(train) == 1 and train[0].trigger == "drift" and train[0].status == RunStatus.SUCCEEDED
+    assert {j.state for j in store(project).jobs()} == {"done"}
+    fired = next(d for d in store(project).decisions(trigger="shift") if d.action == "started")
+    assert fired.values["batch"] == "shifted.csv" and fired.run_id == train[0].run_id
+    again = subprocess.run([*ctn, "--run"], capture_output=True, text=True, timeout=200)
+    assert again.returncode == 0 and "duplicate" in again.stdout and "[1/1]" not in again.stderr
 
 
 def test_performance_trigger_and_daily_budget(tmp_path: Path) -> None:

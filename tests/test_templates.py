@@ -254,7 +254,14 @@ def test_monitor_run_scores_drift_and_performance(story: Story) -> None:
     assert [c["column"] for c in drift["columns"]] == story.first.outputs()["train"]["features"]
     assert 0 <= drift["drift_share"] <= 1 and isinstance(drift["dataset_drift"], bool)
     assert drift["drifted_columns"] == [c["column"] for c in drift["columns"] if c["drifted"]]
-    assert set(drift["prediction_drift"]) == {"column", "column_type", "stattest", "score", "threshold", "drifted"}
+    assert set(drift["prediction_drift"]) == {"column", "column_type", "stattest", "score", "threshold", "drifted",
+                                              "weight"}
+    assert drift["weighting"] == "importance" and drift["batch"] == "batch-02.csv"
+    assert sum(drift["importance"].values()) == pytest.approx(1.0)
+    assert sum(c["weight"] for c in drift["columns"]) == pytest.approx(1.0)
+    assert drift["weighted_drift_share"] == pytest.approx(sum(c["weight"] for c in drift["columns"] if c["drifted"]))
+    assert [d["column"] for d in drift["drivers"]] == sorted(drift["drifted_columns"], key=lambda c: -next(
+        x["weight"] for x in drift["columns"] if x["column"] == c))
     assert drift["report_html"] == "reports/data-drift.html"
     assert drift["reference"] == f"runs/train/{story.first.run_id}/data/train.parquet"
     performance = outputs["performance"]
