@@ -82,9 +82,22 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
 
 
+_dumps = json.JSONEncoder(default=str).encode  # the C encoder (``indent`` would use the Python one)
+
+
 def record_json(record: RunRecord) -> str:
-    """The text of a run's ``run.json`` (the index stores the same text)."""
-    return json.dumps(record.to_dict(), indent=2, default=str) + "\n"
+    """The text of a run's ``run.json`` (the index stores the same text).
+
+    One line per field and one per stage: readable and diffable, and written by the C encoder.
+    """
+    lines = []
+    for key, value in record.to_dict().items():
+        if key == "stages" and value:
+            stages = ",\n    ".join(_dumps(stage) for stage in value)
+            lines.append(f'  "stages": [\n    {stages}\n  ]')
+        else:
+            lines.append(f"  {_dumps(key)}: {_dumps(value)}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -563,14 +576,27 @@ class Archive:
             self._ready = True
             return self._fill_index()
 
+    def _run_folders(self) -> Iterator[Path]:
+        """Every ``runs/<pipeline>/<run_id>/`` folder whose names are valid."""
+        try:
+            pipelines = [e for e in os.scandir(self.runs_dir) if e.is_dir() and PIPELINE_PATTERN.fullmatch(e.name)]
+        except FileNotFoundError:
+            return
+        for pipeline in pipelines:
+            with os.scandir(pipeline.path) as entries:
+                for entry in entries:
+                    if RUN_ID_PATTERN.fullmatch(entry.name) and entry.is_dir():
+                        yield Path(entry.path)
+
     def _fill_index(self) -> int:
         """Holding the lock: replace every index row with the run folders' records."""
         rows = []
-        for path in sorted(self.runs_dir.glob(f"*/*/{RUN_FILE}")):
-            folder = path.parent
-            if not RUN_ID_PATTERN.fullmatch(folder.name) or not PIPELINE_PATTERN.fullmatch(folder.parent.name):
+        for folder in self._run_folders():
+            path = folder / RUN_FILE
+            try:
+                record, text = self._read(folder)
+            except RunNotFound:
                 continue
-            record, text = self._read(folder)
             if record.status == RunStatus.DAMAGED:
                 self._notice(f"run {record.run_id} is damaged: {record.error}")
             elif is_dead(record):

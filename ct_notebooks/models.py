@@ -106,11 +106,17 @@ class StageRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageRecord:
-        values = dict(data)
-        values["status"] = RunStatus(values.get("status", "pending"))
-        values["error"] = StageError.from_dict(values["error"]) if values.get("error") else None
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """A stage from its JSON form (unknown keys are ignored)."""
+        get = data.get
+        error = get("error")
+        return cls(
+            name=data["name"], notebook=data["notebook"], status=_STATUSES[get("status", "pending")],
+            started_at=get("started_at"), ended_at=get("ended_at"), duration_s=get("duration_s"),
+            cpu_s=get("cpu_s"), overhead_s=get("overhead_s"), parameters=get("parameters", {}),
+            outputs=get("outputs", {}), error=StageError.from_dict(error) if error else None,
+            executed_notebook=get("executed_notebook"), html=get("html"), notebook_sha256=get("notebook_sha256"),
+            reused_from=get("reused_from"), warnings=get("warnings", []),
+        )
 
 
 @dataclass
@@ -213,16 +219,21 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         """A record from its ``run.json`` form; migrates older versions, refuses newer ones."""
-        values = migrate_run(data)
-        values["status"] = RunStatus(values.get("status", "queued"))
-        values["outcome"] = Outcome(values.get("outcome", "none"))
-        values["stages"] = [StageRecord.from_dict(s) for s in values.get("stages", [])]
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in values.items() if k in known})
+        get = migrate_run(data).get
+        return cls(
+            run_id=data["run_id"], pipeline=data["pipeline"], status=_STATUSES[get("status", "queued")],
+            outcome=_OUTCOMES[get("outcome", "none")], outcome_detail=get("outcome_detail", {}),
+            trigger=get("trigger", "manual"), reason=get("reason", ""), decision=get("decision"),
+            parameters=get("parameters", {}), stages=[StageRecord.from_dict(s) for s in get("stages", [])],
+            created_at=get("created_at") or utcnow(), started_at=get("started_at"), ended_at=get("ended_at"),
+            duration_s=get("duration_s"), error=get("error"), failed_stage=get("failed_stage"),
+            lineage=get("lineage", {}), mlflow_run_ids=get("mlflow_run_ids", []), resumed_from=get("resumed_from"),
+            attempts=get("attempts", 1), pid=get("pid"), host=get("host"), pid_started_at=get("pid_started_at"),
+        )
 
 
 def migrate_run(data: dict[str, Any]) -> dict[str, Any]:
-    """``run.json`` data brought to :data:`RUN_SCHEMA_VERSION` (a new dict).
+    """``run.json`` data brought to :data:`RUN_SCHEMA_VERSION` (the same dict when it is current).
 
     Version 1 (no ``schema_version``) lacks ``pid_started_at``: it reads as unknown.
     """
@@ -235,8 +246,10 @@ def migrate_run(data: dict[str, Any]) -> dict[str, Any]:
         raise SchemaVersionError(
             f"run.json has schema_version {version}; this ct-notebooks reads versions up to "
             f"{RUN_SCHEMA_VERSION}: upgrade ct-notebooks", found=version, supported=RUN_SCHEMA_VERSION)
-    values = dict(data)
-    values.pop("schema_version", None)
     if version == 1:
-        values.setdefault("pid_started_at", None)
-    return values
+        return {**data, "schema_version": RUN_SCHEMA_VERSION, "pid_started_at": None}
+    return data
+
+
+_STATUSES = {s.value: s for s in RunStatus}
+_OUTCOMES = {o.value: o for o in Outcome}
