@@ -478,9 +478,12 @@ class Archive:
         whose process died is ended ``failed`` first.
         """
         folder = self.find_dir(run_id)
-        record, _ = self._read(folder)
+        record, text = self._read(folder)
         if is_dead(record):
             return self.end_if_dead(run_id)
+        if record.status == RunStatus.DAMAGED:
+            with contextlib.suppress(ArchiveError):  # the index lists it as damaged too
+                self._index(record, text)
         return record
 
     def end_if_dead(self, run_id: str) -> RunRecord:

@@ -89,15 +89,9 @@ def count_rows(path: Path) -> int | None:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    import psutil
+    from .liveness import pid_alive
 
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    return pid_alive(pid)
 
 
 def _stage_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
