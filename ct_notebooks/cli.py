@@ -203,7 +203,58 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
         for warning in stage.warnings:
             print(f"     warning: {warning}")
+    for line in _measurements(record):
+        print(line)
     return EXIT_OK
+
+
+def _first_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
+    """Outputs of the first stage that recorded every one of ``keys``."""
+    return next((o for o in record.outputs().values() if all(k in o for k in keys)), None)
+
+
+def _number(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _measurements(record: RunRecord) -> list[str]:
+    """What a monitor run measured: the drift share and columns, and the champion's metrics on labelled rows."""
+    lines = []
+    drift = _first_outputs(record, "drift_share")
+    if drift is not None:
+        share = drift.get("drift_share")
+        drifted = list(drift.get("drifted_columns") or [])
+        columns = drift.get("columns")
+        counted = f" ({len(drifted)} of {len(columns)} columns)" if isinstance(columns, list) and columns else ""
+        text = f"  drift: share {_number(share)}{counted}, drifted: {', '.join(drifted) or 'none'}"
+        prediction = drift.get("prediction_drift")
+        if isinstance(prediction, dict) and "drifted" in prediction:
+            text += f"; predictions {'drifted' if prediction['drifted'] else 'not drifted'}"
+        lines.append(text)
+    perf = _first_outputs(record, "labelled_rows", "metrics")
+    if perf is not None:
+        metrics = perf.get("metrics") or {}
+        champion = perf.get("champion_metrics") or {}
+        labelled = perf.get("labelled_rows") or 0
+        if not perf.get("has_labels"):
+            lines.append("  performance: the batch has no labels (no target values)")
+        elif not metrics:
+            lines.append(f"  performance: not measured, only {labelled} labelled row(s)")
+        else:
+            primary = perf.get("primary_metric")
+            scored = _first_outputs(record, "champion_version") or {}
+            version = f"champion v{scored['champion_version']}" if "champion_version" in scored else "the champion"
+            lines.append(f"  performance on {labelled} labelled row(s) ({version}; its holdout value in brackets):")
+            for name, value in metrics.items():
+                reference = champion.get(name)
+                delta = value - reference if isinstance(value, int | float) and isinstance(reference, int | float) \
+                    else None
+                mark = "  (primary)" if name == primary else ""
+                lines.append(f"     {name:10} {_number(value)}  [{_number(reference)}]  {_number(delta, signed=True)}"
+                             f"{mark}")
+    return lines
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -347,6 +398,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from .docgen import config_reference
+
+    text = config_reference()
+    print(text.split("\n", 1)[1].lstrip("\n") if text.startswith("<!--") else text, end="")
+    return EXIT_OK
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctn`` argument parser."""
@@ -369,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-column", default="timestamp")
     p.add_argument("--force", action="store_true", help="overwrite ct.yaml and the stage notebooks")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("config-reference", help="print the ct.yaml reference: every key, its default and meaning")
+    p.set_defaults(func=cmd_config_reference)
 
     p = sub.add_parser("run", parents=[common], help="run a pipeline now")
     p.add_argument("pipeline")

@@ -16,7 +16,7 @@ GITIGNORE = """# ct-notebooks local state (MLflow store, run index, locks)
 .ct/
 """
 
-CONFIG_TEMPLATE = """# ct-notebooks project configuration. Reference: `ctn config-reference` or the README.
+CONFIG_TEMPLATE = """# ct-notebooks project configuration. Every key, its default and meaning: `ctn config-reference`.
 name: {name}
 data:
   incoming: data/incoming        # new batches (CSV or Parquet) land here

@@ -77,6 +77,23 @@ def test_runs_show_and_reindex(demo: dict[str, Any]) -> None:
     assert bad.returncode == 2 and "not a run id" in bad.stderr
 
 
+def test_show_a_monitor_run_prints_drift_share_and_metrics(demo: dict[str, Any]) -> None:
+    folder = demo["folder"]
+    runs = json.loads(ctn("runs", "--json", "--limit", "50", "--pipeline", "monitor", "--status", "succeeded",
+                          "--project", str(folder)).stdout)
+    outputs = [({s["name"]: s.get("outputs") or {} for s in r["stages"]}, r) for r in runs]
+    stages, record = next((o, r) for o, r in outputs if o.get("performance", {}).get("metrics"))
+    drift, perf = stages["drift"], stages["performance"]
+    shown = ctn("show", record["run_id"], "--project", str(folder)).stdout
+    assert f"drift: share {drift['drift_share']:.4f} ({len(drift['drifted_columns'])} of " in shown, shown
+    assert f"drifted: {', '.join(drift['drifted_columns']) or 'none'}" in shown
+    assert f"performance on {perf['labelled_rows']} labelled row(s)" in shown
+    primary = perf["primary_metric"]
+    line = next(x for x in shown.splitlines() if x.strip().startswith(primary))
+    value, holdout = perf["metrics"][primary], perf["champion_metrics"][primary]
+    assert f"{value:.4f}  [{holdout:.4f}]  {value - holdout:+.4f}  (primary)" in line, shown
+
+
 def test_models_promote_rollback_and_audit(demo: dict[str, Any]) -> None:
     folder = demo["folder"]
     models = json.loads(ctn("models", "--json", "--project", str(folder)).stdout)
@@ -121,6 +138,17 @@ def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already exists" in again.stderr
     runs = ctn("runs", cwd=tmp_path / "p").stdout
     assert "no runs yet" in runs
+
+
+def test_the_ct_yaml_header_names_a_command_that_prints_the_reference(tmp_path: Path) -> None:
+    ctn("init", str(tmp_path / "p"))
+    header = (tmp_path / "p" / "ct.yaml").read_text().splitlines()[0]
+    command = header.split("`")[1]
+    assert command == "ctn config-reference", header
+    reference = ctn(*command.split()[1:]).stdout
+    assert reference.startswith("# `ct.yaml` reference")
+    for key in ("## `gates.model`", "`min_delta`", "## `triggers.rules.<name> (kind: drift)`"):
+        assert key in reference
 
 
 def test_daemon_demo_retrains_on_triggers_and_blocks_the_broken_batch(tmp_path: Path) -> None:
