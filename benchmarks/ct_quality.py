@@ -22,7 +22,7 @@ no change) and two real-world data sets that ship inside PyPI packages (nothing 
   in ``plotly`` (package MIT). Regression of life expectancy on GDP per capita, population and
   continent: the curve moves up over the decades (concept change) while GDP grows (covariate drift).
 
-The synthetic generators are in this file; thresholds of the two rules are set per scenario below.
+The synthetic batches come from ``ct_notebooks.synthetic``; the rules' thresholds are set per scenario below.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class Scenario:
     initial: int
     target: str = TARGET
     time_column: str = TIME
+    id_column: str | None = None
     task: str = "classification"
     primary_metric: str = "roc_auc"
     secondary_metrics: list[str] = field(default_factory=lambda: ["accuracy"])
@@ -82,64 +83,24 @@ class Scenario:
     source: str = "synthetic (generated here)"
 
 
-def _synthetic_batch(rows: int, *, seed: int, start: pd.Timestamp, days: int, weights: np.ndarray,
-                     shift: np.ndarray | None = None, season: float = 0.0) -> pd.DataFrame:
-    """Five numeric features and a categorical one; P(target | x) is logistic in ``weights``.
-
-    ``shift`` moves the feature means (covariate drift); ``season`` moves ``x1``/``x2`` and the
-    ``channel`` mix with the time of year without touching P(target | x).
-    """
-    rng = np.random.default_rng(seed)
-    seconds = np.sort(rng.integers(0, days * 86400, rows))
-    moments = start + pd.to_timedelta(seconds, unit="s")
-    phase = 2 * np.pi * (moments.dayofyear.to_numpy() / 365.25)
-    x = rng.normal(0.0, 1.0, (rows, 5))
-    if shift is not None:
-        x += shift
-    if season:
-        x[:, 0] += season * np.sin(phase)
-        x[:, 1] += season * np.cos(phase)
-    p_web = np.clip(0.5 + 0.3 * season * np.sin(phase), 0.05, 0.95)
-    channel = np.where(rng.random(rows) < p_web, "web", rng.choice(["branch", "phone"], rows))
-    logit = x @ weights[:5] + weights[5] * (channel == "web") - 0.3
-    target = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
-    frame = pd.DataFrame(x.round(4), columns=[f"x{i}" for i in range(1, 6)])
-    frame.insert(0, TIME, [m.isoformat() for m in moments])
-    frame["channel"] = channel
-    frame[TARGET] = target
-    return frame
-
-
-OLD = np.array([2.0, -1.5, 1.0, 0.0, 0.0, 0.8])
-NEW = np.array([-1.0, 0.0, 0.5, 2.0, -1.5, -0.8])
-
-
 def synthetic(kind: str, *, batches: int, initial: int, rows: int, change_at: int | None = None,
-              months: int = 1, seed: int = 7) -> Scenario:
-    """``sudden``, ``gradual``, ``seasonal`` or ``none`` over batches of ``rows`` rows, ``months`` apart."""
-    frames = []
-    origin = pd.Timestamp("2025-01-01")
+              days: int = 30, seed: int = 7) -> Scenario:
+    """``sudden``, ``gradual``, ``seasonal`` or ``none`` from :mod:`ct_notebooks.synthetic`, ``days`` per batch."""
+    from ct_notebooks import synthetic as gen
+
     change = change_at if change_at is not None else initial + 1
-    for i in range(batches):
-        start = origin + pd.DateOffset(months=i * months)
-        days = ((start + pd.DateOffset(months=months)) - start).days
-        weights, shift, season = OLD, None, 0.0
-        if kind == "sudden" and i >= change:
-            weights, shift = NEW, np.array([0.0, 0.0, 0.0, 0.3, 0.0])
-        elif kind == "gradual" and i >= change:
-            mix = min(1.0, (i - change + 1) / (batches - change))
-            weights = (1 - mix) * OLD + mix * NEW
-        elif kind == "seasonal":
-            season = 1.5
-        frames.append((f"batch-{i:02d}", _synthetic_batch(rows, seed=seed * 1000 + i, start=start, days=days,
-                                                           weights=weights, shift=shift, season=season)))
+    span = max(1, batches - change)
+    frames = [(f"batch-{i:02d}", gen.make_batch(kind, i, rows=rows, seed=seed, change_at=change, span=span, days=days))
+              for i in range(batches)]
     stories = {
-        "sudden": f"the concept changes at batch-{change:02d}: other features decide the target",
-        "gradual": f"the concept moves from batch-{change:02d} on, a little more each batch",
-        "seasonal": "quarterly batches; features follow the seasons (the first model saw one year); P(target|x) fixed",
+        "sudden": f"the relation between features and target changes at once at batch-{change:02d}",
+        "gradual": f"the relation changes a little more each batch from batch-{change:02d} on",
+        "seasonal": f"features follow the seasons ({days}-day batches, the first model saw {initial}); "
+                    "the relation never changes",
         "none": "every batch from the same distribution",
     }
     return Scenario(name=f"synthetic-{kind}", story=stories[kind], batches=frames, initial=initial,
+                    target=gen.DATA["target"], time_column=gen.DATA["time_column"], id_column=gen.DATA["id_column"],
                     change_at=change if kind in ("sudden", "gradual") else None)
 
 
@@ -186,7 +147,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     return [
         synthetic("sudden", batches=n, initial=2, rows=rows, change_at=3),
         synthetic("gradual", batches=n, initial=2, rows=rows, change_at=3),
-        synthetic("seasonal", batches=n + 2, initial=4, rows=rows, months=3),
+        synthetic("seasonal", batches=n + 2, initial=4, rows=rows, days=91),
         synthetic("none", batches=n, initial=2, rows=rows),
         seattle_weather(quick=quick),
         gapminder(quick=quick),
@@ -203,6 +164,7 @@ def make_project(folder: Path, scenario: Scenario) -> Project:
     init_project(folder, name=scenario.name, target=scenario.target, time_column=scenario.time_column)
     path = folder / "ct.yaml"
     config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["data"]["id_column"] = scenario.id_column
     config["model"].update(task=scenario.task, primary_metric=scenario.primary_metric,
                            secondary_metrics=scenario.secondary_metrics)
     config["triggers"] = {"rules": {

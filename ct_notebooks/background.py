@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,8 +33,38 @@ def export_html(notebook: Path, target: Path) -> Path:
 BACKGROUND_NICENESS = 10
 
 
+def _exit_with(owner: int) -> None:
+    """End this process as soon as process ``owner`` has ended (a pidfd cannot be fooled by a reused pid)."""
+    try:
+        handle = os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here: poll the pid
+        while True:
+            try:
+                os.kill(owner, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            threading.Event().wait(1.0)
+    select.select([handle], [], [])
+    os._exit(1)
+
+
+def start_worker(owner: int) -> None:
+    """Initializer of a pool's worker process: die with ``owner``, then yield the CPU to the stage kernels.
+
+    A pool worker is forked by multiprocessing's fork server and holds the fork server's and the
+    resource tracker's pipes: once it is gone, both helpers end by themselves, so a runner killed
+    with SIGKILL leaves no process behind.
+    """
+    threading.Thread(target=_exit_with, args=(owner,), name="ctn-owner-watch", daemon=True).start()
+    yield_to_stages()
+
+
 def yield_to_stages() -> None:
-    """Lower this worker process's CPU priority below the stage kernels' (its pool's initializer).
+    """Lower this worker process's CPU priority below the stage kernels'.
 
     Where Linux groups the CPU share by session (``sched_autogroup``), niceness counts only inside a
     session and every kernel has a session of its own: the worker takes its own session too and
@@ -46,9 +78,9 @@ def yield_to_stages() -> None:
 
 
 def worker_pool() -> ProcessPoolExecutor:
-    """One low-priority worker process, forked from a clean server process, importing only this module."""
+    """One low-priority worker process, forked from a clean server process, that dies with this process."""
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=yield_to_stages)
+                               initializer=start_worker, initargs=(os.getpid(),))
 
 
 def render_report(request: Path) -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import CTError
+from .errors import ConfigError, CTError, PromotionRefused
 from .models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -95,9 +95,23 @@ def cmd_init(args: argparse.Namespace) -> int:
         init_project(folder, config=demo_config(args.name or "credit-default"), force=args.force)
         generate_batches(folder / "data" / "incoming")
     else:
-        init_project(folder, name=args.name, target=args.target, time_column=args.time_column, force=args.force)
+        try:
+            init_project(folder, name=args.name, target=args.target, time_column=args.time_column,
+                         time_format=args.time_format, force=args.force)
+        except ConfigError as exc:
+            if exc.key != "data.time_format":
+                raise
+            raise ConfigError(f"{exc} (with ctn init: --time-format FORMAT)", key=exc.key) from None
     print(f"project ready in {folder.resolve()}: edit ct.yaml, put batches in data/incoming/, then `ctn run train`")
     return EXIT_OK
+
+
+def _check_time_column(project: Project) -> None:
+    """Refuse early when the newest CSV batch's time column holds numbers that ``data.time_format`` reads as text."""
+    from .time_formats import check_incoming
+
+    data = project.config.data
+    check_incoming(project.incoming_dir, data.time_column, data.time_format, data.format)
 
 
 def _cancel_on_sigterm() -> None:
@@ -111,15 +125,19 @@ def _cancel_on_sigterm() -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .archive import check_run_id
-    from .params import parse_assignment
+    from .inputs import check_text
+    from .params import parse_assignment, read_parameters_file
     from .runner import Runner
 
     _cancel_on_sigterm()
     run_id = check_run_id(args.run_id) if args.run_id is not None else None
+    reason = check_text(args.reason, "--reason") if args.reason is not None else None
     project = _project(args)
-    overrides = [parse_assignment(text) for text in args.param or []]
+    _check_time_column(project)
+    overrides = read_parameters_file(args.params_file) if args.params_file is not None else []
+    overrides += [parse_assignment(text) for text in args.param or []]
     with Runner(project, on_event=None if args.quiet else Progress()) as runner:
-        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=args.reason or "",
+        record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=reason or "",
                             run_id=run_id)
     print(_summary(record))
     return _exit_for(record)
@@ -280,18 +298,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    move = _registry(_project(args)).promote(
-        args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
-    )
-    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    try:
+        move = _registry(_project(args)).promote(
+            args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
+        )
+    except PromotionRefused as exc:
+        raise exc.with_override("pass --force") from None
+    print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    move = _registry(_project(args)).rollback(
-        actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to
-    )
-    print(f"champion: v{move.from_version} -> v{move.to_version}")
+    try:
+        move = _registry(_project(args)).rollback(
+            actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to, force=args.force
+        )
+    except PromotionRefused as exc:
+        raise exc.with_override("pass --force") from None
+    print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
     return EXIT_OK
 
 
@@ -360,9 +384,10 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     project = _project(args)
     state = daemon.status(project)
     decisions = daemon.store_for(project).decisions(limit=args.limit, trigger=args.trigger)
+    outcomes = _run_outcomes(project, [d.run_id for d in decisions if d.run_id])
     if args.json:
         _emit_json({"rules": state["rules"], "counts": state["decision_counts"],
-                    "decisions": [d.to_dict() for d in decisions]})
+                    "decisions": [{**d.to_dict(), "run": outcomes.get(d.run_id or "")} for d in decisions]})
         return EXIT_OK
     _print_rules(state["rules"])
     counts = state["decision_counts"]
@@ -372,9 +397,27 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     if decisions:
         print(f"{'evaluated at':27} {'trigger':12} {'fired':5} {'action':10} {'run id':24} reason")
     for d in decisions:
+        run = outcomes.get(d.run_id or "")
+        then = f"; run {run['status']}" + (f": {run['why']}" if run.get("why") else "") if run else ""
         print(f"{d.evaluated_at:27} {d.trigger:12} {'yes' if d.fired else 'no':5} {d.action:10} "
-              f"{d.run_id or '-':24} {d.reason}")
+              f"{d.run_id or '-':24} {d.reason}{then}")
     return EXIT_OK
+
+
+def _run_outcomes(project: Project, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Status of the runs that decisions started, with why a run did not succeed (blocked, failed)."""
+    archive = project.archive()
+    found: dict[str, dict[str, Any]] = {}
+    for run_id in dict.fromkeys(run_ids):
+        try:
+            record = archive.load(run_id)
+        except CTError:
+            continue
+        why = None
+        if record.status != RunStatus.SUCCEEDED:
+            why = record.error or record.outcome_detail.get("reason")
+        found[run_id] = {"status": str(record.status), "outcome": str(record.outcome), "why": why}
+    return found
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -382,20 +425,66 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from . import daemon
 
+    if args.run and args.dry_run:
+        raise CTError("--run executes what the check starts; it cannot go with --dry-run")
     project = _project(args)
-    engine = daemon.Engine(project, daemon.store_for(project), dry_run=args.dry_run)
+    store = daemon.store_for(project)
+    _check_time_column(project)
+    engine = daemon.Engine(project, store, dry_run=args.dry_run)
     decisions = engine.check(datetime.now(UTC))
-    if args.json:
+    if args.json and not args.run:
         _emit_json([d.to_dict() for d in decisions])
         return EXIT_OK
+    _print_decisions(decisions)
+    if not decisions:
+        rules = project.config.triggers.rules
+        disabled = [name for name, rule in rules.items() if not rule.enabled]
+        print(f"no rule evaluated: {len(rules)} rule(s), disabled: {', '.join(disabled) or 'none'}" if rules
+              else "no trigger rules in ct.yaml (triggers.rules)")
+    info = daemon.daemon_info(project)
+    if args.run:
+        if info is not None:
+            print(f"daemon pid {info.get('pid')} executes the queued runs (see `ctn daemon status`)")
+            return EXIT_OK
+        return _run_queued(project, store, engine)
+    if any(d.action == "started" for d in decisions) and info is None:
+        print("runs are queued: run them now with `ctn check --run`, or start the daemon: ctn daemon start")
+    return EXIT_OK
+
+
+def _print_decisions(decisions: list[Any]) -> None:
     for d in decisions:
         run = f" -> run {d.run_id}" if d.run_id else ""
         print(f"{d.trigger:16} {'fired' if d.fired else 'quiet':6} {d.action:10} {d.reason}{run}")
-    if not decisions:
-        print("no trigger rules in ct.yaml (triggers.rules)")
-    if any(d.action == "started" for d in decisions) and daemon.daemon_info(project) is None:
-        print("runs are queued; start the daemon to execute them: ctn daemon start")
-    return EXIT_OK
+
+
+def _run_queued(project: Project, store: Any, engine: Any, max_runs: int = 20) -> int:
+    """Execute the queued runs here, one at a time with progress; rules then read the monitor runs executed."""
+    from datetime import UTC, datetime
+
+    from . import daemon
+
+    monitor = project.config.triggers.watch.monitor_pipeline
+    worst = EXIT_OK
+    for _ in range(max_runs):
+        job = store.take_next(64, datetime.now(UTC), daemon.HOST)
+        if job is None:
+            break
+        daemon.run_job(project, job.id, on_event=Progress())
+        try:
+            record = project.archive().load(job.run_id)
+        except CTError:
+            print(f"run {job.run_id} ({job.pipeline}): {store.job(job.id).error or 'left no run'}")
+            worst = max(worst, EXIT_FAILED)
+            continue
+        print(_summary(record))
+        code = _exit_for(record)
+        worst = code if worst == EXIT_OK or code == EXIT_FAILED else worst
+        if job.pipeline == monitor and store.mark_evaluated(job.id):
+            _print_decisions(engine.evaluate_monitor_job(store.job(job.id), datetime.now(UTC)))
+    else:
+        print(f"stopped after {max_runs} runs; `ctn check --run` again executes the rest")
+    return worst
 
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
@@ -426,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.add_argument("--target", default="target")
     p.add_argument("--time-column", default="timestamp")
+    p.add_argument("--time-format", default="iso", help="how the time column is written: iso, year, unix_s, "
+                   "unix_ms or a strftime pattern such as '%%d/%%m/%%Y' (data.time_format)")
     p.add_argument("--force", action="store_true", help="overwrite ct.yaml and the stage notebooks")
     p.set_defaults(func=cmd_init)
 
@@ -436,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline")
     p.add_argument("-p", "--param", action="append", metavar="[STAGE.]NAME=VALUE",
                    help="override a stage parameter (value parsed as JSON, else a string)")
-    p.add_argument("--reason", default=None)
+    p.add_argument("--params-file", default=None, metavar="FILE",
+                   help="read overrides from a JSON file {stage: {name: value}} (- reads stdin); -p wins")
+    p.add_argument("--reason", default=None, help="why (one line, recorded with the run)")
     p.add_argument("--run-id", default=None, help="use this run id (e.g. one chosen by the JupyterLab API)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_run)
@@ -468,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", parents=[common, actor], help="move champion back to the previous one")
     p.add_argument("--to", type=int, default=None, help="a specific version")
+    p.add_argument("--force", action="store_true",
+                   help="roll back even to a version that was never champion nor blessed by the model gate "
+                        "(audited as forced)")
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("reindex", parents=[common], help="rebuild the run index from the run folders")
@@ -489,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", parents=[common, listing], help="evaluate every trigger rule once")
     p.add_argument("--dry-run", action="store_true", help="record and print the decisions, start nothing")
+    p.add_argument("--run", action="store_true", help="execute the queued runs here, with progress as `ctn run` "
+                   "shows it, then evaluate the rules on the monitor runs executed (without a daemon)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("demo", help="play the CT demo story in a fresh project")

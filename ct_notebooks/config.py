@@ -9,13 +9,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .drift_config import DriftConfig
 from .errors import ConfigError
+from .time_formats import TIME_FORMATS
 from .trigger_config import RULE_KINDS, TriggersConfig
 
 CONFIG_FILE = "ct.yaml"
 
 Estimator = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "gradient_boosting", "ridge"]
 Task = Literal["classification", "regression"]
+RunTrigger = Literal["drift", "performance", "schedule", "new_data", "manual"]
 
 #: metric name -> True when larger is better
 METRIC_DIRECTIONS: dict[str, bool] = {
@@ -76,11 +79,16 @@ class DataGateConfig(_Strict):
 
 
 class BootstrapConfig(_Strict):
-    """Paired bootstrap of the metric difference on the holdout."""
+    """Paired bootstrap of the metric difference on the holdout.
 
-    samples: int = Field(200, ge=0, le=100_000)
+    With ``require_significant`` (the default) a contender is promoted only when the interval's lower
+    bound lies above ``min_delta``: a version moves on evidence, not on noise. ``samples: 0`` turns the
+    bootstrap off (then only the point margin is compared with ``min_delta``).
+    """
+
+    samples: int = Field(1000, ge=0, le=100_000)
     confidence: float = Field(0.95, gt=0, lt=1)
-    require_significant: bool = False
+    require_significant: bool = True
     seed: int = 0
 
 
@@ -105,14 +113,79 @@ class DataConfig(_Strict):
     format: Literal["auto", "csv", "parquet"] = "auto"
     target: str
     time_column: str
+    time_format: str = Field("iso", description="how the time column is written: iso (ISO-8601 text), year "
+                                                "(an integer year), unix_s / unix_ms (seconds / milliseconds since "
+                                                "1970-01-01 UTC), or a strftime pattern such as '%d/%m/%Y %H:%M'")
     id_column: str | None = None
     segment_column: str | None = None
     categorical: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)
 
+    @field_validator("time_format")
+    @classmethod
+    def _time_format(cls, value: str) -> str:
+        if value not in TIME_FORMATS and "%" not in value:
+            raise ValueError(f"time_format must be one of {list(TIME_FORMATS)} or a strftime pattern with % "
+                             "directives (e.g. '%d/%m/%Y')")
+        return value
+
+
+class WindowConfig(_Strict):
+    """How much history a model trains on: exactly one of ``days``, ``rows`` or ``batches`` (the newest)."""
+
+    days: float | None = Field(None, gt=0)
+    rows: int | None = Field(None, ge=2)
+    batches: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WindowConfig:
+        given = [k for k in ("days", "rows", "batches") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of days, rows or batches (got {', '.join(given) or 'none'})")
+        return self
+
+    def spec(self) -> dict[str, float | int]:
+        """``{"days": 90}``, ``{"rows": 5000}`` or ``{"batches": 3}``."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class OnChangeConfig(_Strict):
+    """What a run started by a change trigger (drift, performance) does differently.
+
+    ``recent_share``: the rows newer than the champion's training data (the rows it never saw, where the
+    change is) carry at least this share of the total training weight; ``1`` (the default): only they are
+    trained on (``benchmarks/retrain_design.py``: after a sudden change this recovers the new relation, where
+    older rows weighted at 10% still hold it back); ``null``: no reweighting.
+    ``window``: a narrower training window for these runs; ``null``: ``model.training.window``.
+    """
+
+    triggers: list[RunTrigger] = Field(default_factory=lambda: list[RunTrigger](["drift", "performance"]))
+    recent_share: float | None = Field(1.0, gt=0, le=1)
+    window: WindowConfig | None = None
+
+
+class TrainingConfig(_Strict):
+    """Training window, holdout and refit, honoured by every train run (triggered ones included).
+
+    ``window``: ``{days: N}``, ``{rows: N}`` or ``{batches: N}`` of the newest data; ``null``: all history.
+    ``holdout_fraction``: the newest share of the windowed rows is the holdout on which the model gate
+    compares contender and champion, capped at ``holdout_new_share`` of the rows newer than the champion's
+    training data, so the contender always learns from part of the data the champion never saw and both
+    are judged on the newest rows. ``refit``: after the gate has judged the model fitted without the holdout,
+    the registered version is refit on all windowed rows, holdout included (tagged ``ct.refit``).
+    Stage parameters of ``ingest`` (``train_window_days``, ``window``, ``holdout_fraction``) still override
+    these for one run.
+    """
+
+    window: WindowConfig | None = None
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    holdout_new_share: float = Field(0.5, gt=0, le=1)
+    refit: bool = True
+    on_change: OnChangeConfig = Field(default_factory=OnChangeConfig)
+
 
 class ModelConfig(_Strict):
-    """Estimator, metrics and the registered model name."""
+    """Estimator, metrics, the registered model name and the training settings (``model.training``)."""
 
     registered_name: str = Field(min_length=1, max_length=200)
     task: Task = "classification"
@@ -120,6 +193,7 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     primary_metric: str = "roc_auc"
     secondary_metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1", "log_loss"])
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @model_validator(mode="after")
     def _metrics_fit_task(self) -> ModelConfig:
@@ -196,6 +270,7 @@ class ProjectConfig(_Strict):
     pipelines: dict[str, PipelineConfig] = Field(default_factory=_default_pipelines)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -232,7 +307,8 @@ def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
     except ValidationError as exc:
         problems = [_describe(dict(e)) for e in exc.errors()]
     else:
-        problems = config.triggers.check_pipelines(set(config.pipelines))
+        metrics = list(dict.fromkeys([config.model.primary_metric, *config.model.secondary_metrics]))
+        problems = config.triggers.check_pipelines(set(config.pipelines)) + config.triggers.check_rules(metrics)
         if not problems:
             return config
     first_key = problems[0][0]

@@ -15,6 +15,7 @@ import os
 import platform
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -50,6 +51,8 @@ INFO_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
 EXIT_HELD = 75
+#: longest wait before the daemon tries again after a pass failed (a full disk, an unreadable store)
+MAX_RETRY_PAUSE_S = 10.0
 BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
 HOST = platform.node()
 
@@ -88,10 +91,29 @@ def count_rows(path: Path) -> int | None:
         return None
 
 
-def _pid_alive(pid: int | None) -> bool:
-    from .liveness import pid_alive
+def _pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Process ``pid`` runs (not a zombie) and, when ``started`` is given, is the one started then."""
+    if pid is None:
+        return False
+    import psutil
 
-    return pid_alive(pid)
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid was reused by a later process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def process_started(pid: int) -> float | None:
+    """The start time of process ``pid`` (seconds since the epoch), None when it is gone."""
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _stage_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
@@ -129,8 +151,15 @@ class Engine:
         if decision.fired and decision.pipeline:
             decision = apply_guards(decision, self.triggers.guards, self.guard_state(decision.pipeline, now))
         if self.dry_run:
+            would = decision.action
+            held = self.store.claim(decision.dedupe_key) if would == "started" and decision.dedupe_key else None
+            reason = decision.reason
+            if held is not None:
+                would = "duplicate"
+                reason += f"; {decision.dedupe_key} already handled (run {held[0]}, {held[1]})"
             shown = TriggerDecision.from_dict({**decision.to_dict(), "action": "dry_run",
-                                               "reason": f"{decision.reason} (dry run: would be {decision.action})"})
+                                               "reason": f"{reason} (dry run: would be {would})"})
+            shown.values["would_be"] = would
             return self.store.record(shown)
         if decision.action == "started":
             return self.store.decide_and_enqueue(decision, run_id=new_run_id(now), now=now, overrides=overrides,
@@ -186,6 +215,8 @@ class Engine:
         out = []
         drift = _stage_outputs(record, "drift_share") if record else None
         perf = _stage_outputs(record, "labelled_rows", "metrics") if record else None
+        scored = _stage_outputs(record, "batch") if record else None
+        batch = scored.get("batch") if scored else None
         problem = note
         if record is not None and record.status != RunStatus.SUCCEEDED:
             problem = f"monitor run {record.run_id} {record.status}: {record.error or ''}".strip()
@@ -197,14 +228,17 @@ class Engine:
             if problem or measured is None:
                 why = problem or f"monitor run {record.run_id if record else '-'} recorded no {kind} measurement"
                 decision = TriggerDecision(trigger=name, kind=kind, fired=False, reason=why, evaluated_at=iso(now),
-                                           values={"monitor_run": record.run_id if record else None},
+                                           values={"monitor_run": record.run_id if record else None,
+                                                   "batch": batch},
                                            dedupe_key=f"{kind}:{name}:{batch_key}", pipeline=rule.pipeline)
                 out.append(self.act(decision, now))
                 continue
             assert record is not None
-            measurement = {**measured, "monitor_run": record.run_id}
+            measurement = {"batch": batch, **measured, "monitor_run": record.run_id}
             if isinstance(rule, DriftRule):
-                decision = evaluate_drift(name, rule, measurement, batch_key=batch_key, now=now)
+                streak = self.store.condition_streak(name, f"drift:{name}:{batch_key}") \
+                    if rule.confirm_batches > 1 else 0
+                decision = evaluate_drift(name, rule, measurement, batch_key=batch_key, now=now, streak=streak)
             else:
                 decision = evaluate_performance(name, rule, measurement, batch_key=batch_key, now=now,
                                                 primary_metric=self.project.config.model.primary_metric)
@@ -258,6 +292,12 @@ def _describe_holder(project: Project) -> str:
             f"(started {info.get('started_at', '?')}); stop it with `ctn daemon stop`")
 
 
+def _print_log(text: str) -> None:
+    """A line of the daemon's log on stdout; a log that cannot be written (full disk) stops nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{utcnow()} {text}", flush=True)
+
+
 class Daemon:
     """Runs in the foreground until SIGTERM/SIGINT or :meth:`stop`."""
 
@@ -268,11 +308,12 @@ class Daemon:
         self.poll_s = poll_s or self.config.watch.poll_s
         self.store = store_for(project)
         self.engine = Engine(project, self.store)
-        self.log = log or (lambda text: print(f"{utcnow()} {text}", flush=True))
+        self.log = log or _print_log
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._ticks: queue.Queue[tuple[str, datetime]] = queue.Queue()
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # job id -> the worker running it
+        self._procs: list[subprocess.Popen[bytes]] = []  # every worker not yet waited for
         self._pending: dict[str, tuple[int, int, float]] = {}
         self._handled: dict[str, tuple[int, int]] = {}
         self._scheduler: Any = None
@@ -319,23 +360,41 @@ class Daemon:
 
     # main loop
     def _loop(self) -> None:
-        for decision in self.engine.catch_up(_now()):
-            self.log(f"catch-up {decision.trigger}: {decision.action}: {decision.reason}")
-        self._baseline()
-        self._start_scheduler()
+        started = False
         last_info = time.monotonic()
+        failures = 0
         while not self._stop.is_set():
-            self._drain_ticks()
-            self._reap()
-            if self.config.watch.enabled:
-                self._watch()
-            self._evaluate_finished()
-            self._dispatch()
-            if time.monotonic() - last_info >= self.config.daemon.heartbeat_s:
-                self._write_info()
-                last_info = time.monotonic()
+            try:
+                if not started:
+                    for decision in self.engine.catch_up(_now()):
+                        self.log(f"catch-up {decision.trigger}: {decision.action}: {decision.reason}")
+                    self._baseline()
+                    self._start_scheduler()
+                    started = True
+                self._iterate()
+                if time.monotonic() - last_info >= self.config.daemon.heartbeat_s:
+                    self._write_info()
+                    last_info = time.monotonic()
+                failures = 0
+            except (CTError, OSError, sqlite3.Error) as exc:  # a full disk, a store busy for long: wait, retry
+                failures += 1
+                pause = min(MAX_RETRY_PAUSE_S, self.poll_s * 2 ** min(failures, 10))
+                with contextlib.suppress(Exception):
+                    self.log(f"daemon: {type(exc).__name__}: {exc}; trying again in {pause:.1f} s")
+                self._stop.wait(pause)
+                continue
             self._wake.wait(self.poll_s)
             self._wake.clear()
+
+    def _iterate(self) -> None:
+        """One pass: ticks, exited workers, the reaper, the watcher, finished monitor runs, the queue."""
+        self._drain_ticks()
+        self._wait_exited()
+        self._reap()
+        if self.config.watch.enabled:
+            self._watch()
+        self._evaluate_finished()
+        self._dispatch()
 
     def _start_scheduler(self) -> None:
         from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
@@ -422,7 +481,7 @@ class Daemon:
         values = {"file": path.name, "digest": digest, "rows": rows, "size": size,
                   "stable_s": self.config.watch.stable_s}
         monitor = self.config.watch.monitor_pipeline
-        decision = TriggerDecision(trigger="watch", kind="new_file", fired=first_name is None, evaluated_at=iso(now),
+        decision = TriggerDecision(trigger="watch", kind="new_data", fired=first_name is None, evaluated_at=iso(now),
                                    reason=f"{path.name} is stable ({rows} rows)", values=values,
                                    dedupe_key=f"monitor:{digest}", pipeline=monitor)
         if first_name is not None:
@@ -458,10 +517,16 @@ class Daemon:
         log_dir = self.project.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"worker-{time.time_ns()}.log").open("ab") as out:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "ct_notebooks.daemon", "worker", str(self.project.root)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, cwd=self.project.root,
             )
+        self._procs.append(proc)
+        return proc
+
+    def _wait_exited(self) -> None:
+        """Wait for every worker that has exited, so that none is left a zombie."""
+        self._procs = [proc for proc in self._procs if proc.poll() is None]
 
     def _ready_worker(self) -> subprocess.Popen[bytes]:
         """A spare worker that is still alive (its imports done or under way), else a new one."""
@@ -484,7 +549,7 @@ class Daemon:
                 break
             proc = self._ready_worker()
             assert proc.stdin is not None
-            self.store.set_pid(job.id, proc.pid, HOST, _now())
+            self.store.set_pid(job.id, proc.pid, HOST, _now(), process_started(proc.pid))
             proc.stdin.write(f"{job.id}\n".encode())
             proc.stdin.close()
             self._children[job.id] = proc
@@ -496,7 +561,11 @@ class Daemon:
     def _reap(self) -> None:
         stale = self.config.daemon.stale_after_s
         now = _now()
-        for job in self.store.jobs(states=("running",)):
+        running = self.store.jobs(states=("running",))
+        for job_id in set(self._children) - {job.id for job in running}:
+            if self._children[job_id].poll() is not None:  # its job ended (or was requeued) and it exited
+                del self._children[job_id]
+        for job in running:
             child = self._children.get(job.id)
             if child is not None:
                 if child.poll() is None:
@@ -510,7 +579,7 @@ class Daemon:
             beat = parse_iso(job.heartbeat_at) if job.heartbeat_at else None
             late = beat is None or (now - beat).total_seconds() > stale
             if job.host == HOST and job.pid is not None:
-                if not _pid_alive(job.pid):
+                if not _pid_alive(job.pid, job.pid_started):
                     self.reap(job, f"worker pid {job.pid} is gone")
                 elif late:
                     with contextlib.suppress(OSError):
@@ -576,13 +645,12 @@ def _noop() -> None:
 
 
 # -- worker process ---------------------------------------------------------------------------------
-def run_job(project: Project, job_id: int) -> int:
-    """Execute one queued job in this process, heartbeating into the store."""
-    from .runner import Runner
-
+def run_job(project: Project, job_id: int, on_event: Callable[[Any], None] | None = None) -> int:
+    """Execute one queued job in this process, heartbeating into the store (from before the runner imports);
+    ``on_event`` receives the runner's progress."""
     store = store_for(project)
     job = store.job(job_id)
-    store.set_pid(job_id, os.getpid(), HOST, _now())
+    store.set_pid(job_id, os.getpid(), HOST, _now(), process_started(os.getpid()))
     done = threading.Event()
 
     def beat() -> None:
@@ -597,7 +665,9 @@ def run_job(project: Project, job_id: int) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        with Runner(project) as runner:
+        from .runner import Runner  # on a busy machine this takes long: the heartbeat already runs
+
+        with Runner(project, on_event=on_event) as runner:
             if job.mode == "resume":
                 record = runner.resume(job.run_id)
             else:
@@ -711,9 +781,11 @@ def main(argv: list[str] | None = None) -> int:
     project = Project.load(args.root, search_parents=False)
     if args.mode == "worker":
         job = args.job
-        if job is None:  # a spare worker: import the runner now, then wait for the daemon to hand a job over
-            import ct_notebooks.runner  # noqa: F401
+        if job is None:  # a spare worker: import the runner now while it waits for the daemon to hand a job over
+            import importlib
 
+            threading.Thread(target=importlib.import_module, args=("ct_notebooks.runner",), name="ctn-import",
+                             daemon=True).start()
             line = sys.stdin.readline().strip()
             if not line:
                 return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import time_formats
 from .config import DataConfig, ProjectConfig
 from .errors import ConfigError, CTError, ParameterError
 
@@ -51,29 +52,125 @@ def resolve_batch(folder: Path, name: str | None, fmt: str = "auto") -> Path:
     raise ParameterError(f"batch {name!r} is not in {folder} (newest batches: {known})")
 
 
-def parse_time(values: pd.Series, column: str, where: str) -> pd.Series:
-    """Parse a time column to naive UTC ``datetime64``; a clear error names the first bad value."""
+def parse_time(values: pd.Series, column: str, where: str, time_format: str = "iso") -> pd.Series:
+    """Parse a time column to naive UTC ``datetime64`` per ``data.time_format``; errors name the bad value.
+
+    ``iso``: ISO-8601 text (an offset is converted to UTC); ``year``: integer years (1 January);
+    ``unix_s`` / ``unix_ms``: seconds / milliseconds since 1970-01-01 UTC; else a strftime pattern.
+    """
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         parsed = values
-    elif pd.api.types.is_numeric_dtype(values.dtype):
-        raise CTError(f"{where}: time column {column!r} holds numbers ({values.dtype}), not ISO dates/times")
-    else:
+    elif time_format in ("year", "unix_s", "unix_ms"):
+        parsed = _parse_numeric_time(values, column, where, time_format)
+    elif "%" in time_format and pd.api.types.is_integer_dtype(values.dtype):  # e.g. %Y%m%d read as numbers
+        parsed = _parse_text_time(values.astype("Int64").astype("string"), column, where, time_format)
+    elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        raise time_formats.numeric_time_error(where, column, str(values.dtype), suggest_time_format(values),
+                                              time_format)
+    elif time_format == "iso":
         try:
             parsed = pd.to_datetime(values, format="ISO8601", utc=True)
         except (ValueError, TypeError):
             bad = _first_unparsable(values)
             raise CTError(
-                f"{where}: time column {column!r} holds a value that is not an ISO date/time: {bad!r}"
+                f"{where}: time column {column!r} holds a value that is not an ISO date/time: {bad!r} "
+                "(data.time_format: iso; declare another format, e.g. '%d/%m/%Y', in ct.yaml)"
             ) from None
+    else:
+        parsed = _parse_text_time(values, column, where, time_format)
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
 
 
-def _first_unparsable(values: pd.Series) -> object:
+def _parse_text_time(values: pd.Series, column: str, where: str, time_format: str) -> pd.Series:
+    try:
+        return pd.to_datetime(values, format=time_format, utc=True)
+    except (ValueError, TypeError):
+        bad = _first_unparsable(values, time_format)
+        raise CTError(f"{where}: time column {column!r} holds a value that does not match data.time_format "
+                      f"{time_format!r}: {bad!r}") from None
+
+
+def suggest_time_format(values: pd.Series) -> str | None:
+    """``year``, ``unix_s`` or ``unix_ms`` when numeric values look like one of them, else None."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return time_formats.suggest(numbers[np.isfinite(numbers)].tolist())
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as a Python number (an integral float as an int), for messages."""
+    item = value.item() if isinstance(value, np.generic) else value
+    return int(item) if isinstance(item, float) and item.is_integer() else item
+
+
+def _parse_numeric_time(values: pd.Series, column: str, where: str, time_format: str) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad_mask = numbers.isna() & values.notna()
+    if bad_mask.any():
+        raise CTError(f"{where}: time column {column!r} holds {_plain(values[bad_mask].iloc[0])!r}, not a number "
+                      f"(data.time_format: {time_format})")
+    if time_format == "year":
+        finite = numbers.dropna()
+        wrong = finite[(finite != finite.round()) | (finite < 1) | (finite > 9999)]
+        if not wrong.empty:
+            hint = suggest_time_format(values)
+            advice = f"; they look like {time_formats.words(hint)}: set data.time_format: {hint}" if hint else ""
+            raise CTError(f"{where}: time column {column!r} holds {_plain(wrong.iloc[0])!r}, not a year "
+                          f"(data.time_format: year){advice}")
+        years = numbers.astype("Int64").astype("string").str.zfill(4)
+        return pd.to_datetime(years, format="%Y")
+    unit = "s" if time_format == "unix_s" else "ms"
+    try:
+        return pd.to_datetime(numbers, unit=unit, utc=True)
+    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise CTError(f"{where}: time column {column!r} holds values out of range for data.time_format "
+                      f"{time_format} (from {_plain(numbers.min())!r} to {_plain(numbers.max())!r})") from None
+
+
+def check_time_column(config: ProjectConfig | DataConfig, folder: Path, *, rows: int = 200,
+                      strict: bool = True) -> Path | None:
+    """Parse the time column of the newest batch's first ``rows`` rows; returns the batch checked (None: none).
+
+    Raises the :class:`ConfigError` that :func:`parse_time` gives for a time column written otherwise than
+    ``data.time_format`` says (it names the format to declare). ``strict``: also a missing time column
+    or an unparsable value; otherwise those are left to the stage that reads the batch.
+    """
+    data = _data(config)
+    try:
+        batches = list_batches(folder, data.format)
+    except CTError:
+        return None
+    if not batches:
+        return None
+    path = batches[-1]
+    try:
+        frame = pd.read_csv(path, nrows=rows, low_memory=False) if path.suffix.lower() == ".csv" else \
+            pd.read_parquet(path).head(rows)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None  # unreadable files are reported by the stage that reads them
+    if data.time_column not in frame.columns:
+        if not strict:
+            return None
+        raise ConfigError(f"batch {path.name} has no time column {data.time_column!r} (data.time_column in "
+                          f"ct.yaml); its columns: {', '.join(map(str, frame.columns[:20]))}", key="data.time_column")
+    try:
+        parse_time(frame[data.time_column], data.time_column, f"batch {path.name}", data.time_format)
+    except ConfigError:
+        raise
+    except CTError:
+        if strict:
+            raise
+    return path
+
+
+def _first_unparsable(values: pd.Series, time_format: str | None = None) -> object:
     for value in values.dropna():
         try:
-            pd.Timestamp(value)
+            if time_format is None:
+                pd.to_datetime([value], format="ISO8601")
+            else:
+                datetime.strptime(str(value), time_format)
         except (ValueError, TypeError):
             return value
     return None
@@ -94,7 +191,8 @@ def read_batch(path: Path, config: ProjectConfig | DataConfig) -> pd.DataFrame:
             f"its columns: {', '.join(map(str, frame.columns[:20]))}",
             key="data.time_column",
         )
-    frame[data.time_column] = parse_time(frame[data.time_column], data.time_column, f"batch {path.name}")
+    frame[data.time_column] = parse_time(frame[data.time_column], data.time_column, f"batch {path.name}",
+                                         data.time_format)
     frame[BATCH_COLUMN] = path.name
     return frame
 
@@ -147,6 +245,54 @@ def apply_window(
     latest = frame[time_column].max() if end is None else min(end, frame[time_column].max())
     start = latest - pd.Timedelta(days=float(days))
     return frame.loc[(frame[time_column] > start) & (frame[time_column] <= latest)]
+
+
+WINDOW_KINDS = ("days", "rows", "batches")
+
+
+def check_window(window: object, where: str = "window") -> dict[str, float | int] | None:
+    """``window`` as ``{"days"|"rows"|"batches": N}`` (or ``None``); ParameterError naming what is wrong."""
+    if window is None:
+        return None
+    if not isinstance(window, dict) or len(window) != 1 or next(iter(window)) not in WINDOW_KINDS:
+        raise ParameterError(f"{where} must be one of {{days: N}}, {{rows: N}}, {{batches: N}} or None, not {window!r}")
+    kind, value = next(iter(window.items()))
+    whole = kind != "days"
+    bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0
+    if bad or (whole and (value != int(value) or (kind == "rows" and value < 2))):
+        raise ParameterError(f"{where}: {kind} must be a positive {'whole ' if whole else ''}number, not {value!r}")
+    return {kind: int(value) if whole else float(value)}
+
+
+def apply_training_window(
+    frame: pd.DataFrame, time_column: str, window: dict[str, float | int] | None
+) -> pd.DataFrame:
+    """The newest rows per ``window``: ``{"days": N}`` before the latest row, the newest ``{"rows": N}``
+    by time, or the rows of the newest ``{"batches": N}`` batch files (by name, :data:`BATCH_COLUMN`)."""
+    spec = check_window(window)
+    if spec is None or frame.empty:
+        return frame
+    kind, value = next(iter(spec.items()))
+    if kind == "days":
+        return apply_window(frame, time_column, value)
+    if kind == "rows":
+        ordered = frame.sort_values(time_column, kind="mergesort")
+        return ordered.iloc[max(0, len(ordered) - int(value)):].sort_index()
+    if BATCH_COLUMN not in frame.columns:
+        raise CTError(f"a window of batches needs the {BATCH_COLUMN!r} column that read_batches adds")
+    names = sorted(frame[BATCH_COLUMN].unique().tolist())[-int(value):]
+    return frame.loc[frame[BATCH_COLUMN].isin(names)]
+
+
+def describe_window(window: dict[str, float | int] | None) -> str:
+    """``"the last 30 days"``, ``"the newest 5000 rows"``, ``"the newest 3 batches"`` or ``"all history"``."""
+    if not window:
+        return "all history"
+    kind, value = next(iter(window.items()))
+    if kind == "days":
+        return f"the last {value:g} days"
+    noun = {"rows": "row", "batches": "batch"}[kind] if value == 1 else kind
+    return f"the newest {int(value)} {noun}"
 
 
 def time_split(frame: pd.DataFrame, time_column: str, holdout_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

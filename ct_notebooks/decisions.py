@@ -1,7 +1,9 @@
 """The daemon's SQLite store under ``.ct/``: trigger decisions, dedupe claims, seen files, the run queue.
 
 Every write that decides something (claim a dedupe key and enqueue, take the next job) is one
-``BEGIN IMMEDIATE`` transaction, so two processes on one project cannot both win.
+``BEGIN IMMEDIATE`` transaction, so two processes on one project cannot both win. The schema version
+is SQLite's ``user_version``: a store of the previous version is migrated when opened, a newer one is
+refused with an error that says so.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from .models import TriggerDecision
 from .triggers import iso, parse_iso
 
 STORE_FILE = "daemon.sqlite"
+
+#: version 1: the first layout (``user_version`` 0); version 2: ``jobs.pid_started`` (the worker
+#: process's start time, so that a pid reused by another process is not taken for the worker)
+STORE_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -42,12 +48,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT NOT NULL, decision TEXT, dedupe_key TEXT, overrides TEXT NOT NULL, digest TEXT,
     state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 1, not_before TEXT,
     enqueued_at TEXT NOT NULL, started_at TEXT, ended_at TEXT, heartbeat_at TEXT,
-    pid INTEGER, host TEXT, run_status TEXT, error TEXT, evaluated INTEGER NOT NULL DEFAULT 0
+    pid INTEGER, host TEXT, run_status TEXT, error TEXT, evaluated INTEGER NOT NULL DEFAULT 0,
+    pid_started REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
 CREATE TABLE IF NOT EXISTS ticks (trigger TEXT PRIMARY KEY, last_tick TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: the steps from each version to the next: version -> statements
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE jobs ADD COLUMN pid_started REAL",),
+}
 
 #: job states: queued -> running -> done | failed (reaped) | cancelled
 ACTIVE_STATES = ("queued", "running")
@@ -78,6 +90,7 @@ class Job:
     run_status: str | None
     error: str | None
     evaluated: bool
+    pid_started: float | None = None  # the worker process's start time (seconds since the epoch)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -98,14 +111,52 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=60)
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA busy_timeout=60000")
+            if self._version(conn) != STORE_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._upgrade(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(f"daemon store {self.path} cannot be used: {exc}") from exc
         finally:
             conn.close()
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        """The schema version: ``user_version``, or 1 for a store of the first layout (which had none)."""
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone():
+            return 1
+        return version
+
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Create the schema in a new store or migrate an older one, in the caller's transaction."""
+        version = self._version(conn)  # again, under the write lock: another process may have done it
+        if version > STORE_VERSION:
+            raise ArchiveError(
+                f"daemon store {self.path} has schema version {version}, newer than version {STORE_VERSION} "
+                "that this ct-notebooks reads; upgrade ct-notebooks (or move the file aside to start afresh)")
+        if version == 0:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        else:
+            for step in range(version, STORE_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {STORE_VERSION}")
+
+    def version(self) -> int:
+        """The schema version of the store on disk."""
+        with self._tx() as conn:
+            return self._version(conn)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -175,12 +226,38 @@ class Store:
             conn.execute(
                 "INSERT INTO jobs (pipeline, run_id, mode, trigger, reason, decision, dedupe_key, overrides, digest, "
                 "state, attempt, enqueued_at) VALUES (?,?,?,?,?,?,?,?,?,'queued',?,?)",
-                (decision.pipeline, run_id, mode, {"new_file": "new_data"}.get(decision.kind, decision.kind),
+                (decision.pipeline, run_id, mode, decision.kind,
                  decision.reason, json.dumps(started.to_dict(), default=str), decision.dedupe_key,
                  json.dumps(overrides or []), digest, attempt, iso(now)),
             )
             self._insert_decision(conn, started)
             return started
+
+    def claim(self, dedupe_key: str) -> tuple[str | None, str] | None:
+        """(run id, claimed at) of a dedupe key already handled, or None."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT run_id, claimed_at FROM claims WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+        return None if row is None else (row[0], str(row[1]))
+
+    def condition_streak(self, trigger: str, dedupe_key: str | None, *, limit: int = 200) -> int:
+        """Consecutive earlier measured batches on which ``trigger``'s condition held, since it last started a run.
+
+        Reads the rule's recorded decisions (``values.condition_met``), newest first; dry runs, decisions
+        on the batch ``dedupe_key`` itself and decisions without a measurement are passed over.
+        """
+        streak = 0
+        seen: set[str | None] = {dedupe_key}
+        for decision in self.decisions(limit=limit, trigger=trigger):
+            if decision.action == "dry_run" or decision.dedupe_key in seen:
+                continue
+            seen.add(decision.dedupe_key)
+            met = decision.values.get("condition_met")
+            if met is None:
+                continue
+            if not met or decision.action == "started":
+                break
+            streak += 1
+        return streak
 
     def decisions(self, *, limit: int = 50, trigger: str | None = None) -> list[TriggerDecision]:
         """Newest first."""
@@ -269,7 +346,7 @@ class Store:
                 if row["not_before"] and parse_iso(row["not_before"]) > now:
                     continue
                 conn.execute("UPDATE jobs SET state = 'running', started_at = ?, heartbeat_at = ?, host = ?, "
-                             "pid = NULL WHERE id = ?", (iso(now), iso(now), host, row["id"]))
+                             "pid = NULL, pid_started = NULL WHERE id = ?", (iso(now), iso(now), host, row["id"]))
                 return self._reload(conn, row["id"])
         return None
 
@@ -277,10 +354,11 @@ class Store:
     def _reload(conn: sqlite3.Connection, job_id: int) -> Job:
         return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
-    def set_pid(self, job_id: int, pid: int, host: str, now: datetime) -> None:
+    def set_pid(self, job_id: int, pid: int, host: str, now: datetime, started: float | None = None) -> None:
+        """Record the worker process of a running job: pid, host and the process's start time."""
         with self._tx() as conn:
-            conn.execute("UPDATE jobs SET pid = ?, host = ?, heartbeat_at = ? WHERE id = ? AND state = 'running'",
-                         (pid, host, iso(now), job_id))
+            conn.execute("UPDATE jobs SET pid = ?, pid_started = ?, host = ?, heartbeat_at = ? "
+                         "WHERE id = ? AND state = 'running'", (pid, started, host, iso(now), job_id))
 
     def heartbeat(self, job_id: int, now: datetime) -> None:
         with self._tx() as conn:
@@ -296,7 +374,7 @@ class Store:
 
     def requeue(self, job_id: int, *, not_before: datetime, error: str) -> None:
         with self._tx() as conn:
-            conn.execute("UPDATE jobs SET state = 'queued', not_before = ?, error = ?, pid = NULL "
+            conn.execute("UPDATE jobs SET state = 'queued', not_before = ?, error = ?, pid = NULL, pid_started = NULL "
                          "WHERE id = ? AND state = 'running'", (iso(not_before), error, job_id))
 
     def enqueue_retry(self, job: Job, *, mode: str, now: datetime) -> None:

@@ -150,7 +150,7 @@ DAEMON_TRIGGERS: dict[str, Any] = {
     "guards": {"cooldown_s": 0, "max_per_day": 10},
     "watch": {"poll_s": 0.2, "stable_s": 0.5},
     "rules": {
-        "drift": {"kind": "drift", "share": DRIFT_SHARE_RETRAIN},
+        "drift": {"kind": "drift", "share": DRIFT_SHARE_RETRAIN, "weighted": False},  # as the inline story
         "decay": {"kind": "performance", "max_drop": METRIC_DROP_RETRAIN, "min_labelled_rows": 100},
     },
 }

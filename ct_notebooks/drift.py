@@ -1,8 +1,9 @@
-"""Data drift: a fast numpy/scipy check with Evidently 0.7.23's default tests, and Evidently reports."""
+"""Data drift: a fast numpy/scipy check with Evidently 0.7.23's tests, feature weights, and Evidently reports."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import math
@@ -10,7 +11,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,12 @@ __all__ = [
     "DriftResult",
     "drift_check",
     "evidently_report",
+    "feature_importance",
     "prediction_drift",
 ]
+
+#: ``{column: (stattest, threshold)}``; stattest "auto" is Evidently's choice, threshold None the test's default
+ColumnTests = Mapping[str, tuple[str, float | None]]
 
 # Evidently 0.7.23, evidently/legacy/calculations/stattests/registry.py::_get_default_stattest:
 # the reference column (NaN and +-inf dropped) decides "small" (<= 1000 values) or "large" data, and
@@ -52,7 +57,13 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "z": 0.05,
     "wasserstein": 0.1,
     "jensenshannon": 0.1,
+    "psi": 0.1,
 }
+#: the tests each column type accepts (as Evidently's registry allows them)
+_ALLOWED = {"num": ("ks", "wasserstein", "psi", "jensenshannon"), "cat": ("chisquare", "z", "psi", "jensenshannon")}
+# Evidently's ``get_binned_data``: a numerical column with more distinct reference values is binned
+# (Sturges bins over reference + current) for psi and jensenshannon, else counted per value.
+_BINNED_MIN_DISTINCT = 20
 
 # How each default stattest turns its score into a verdict (Evidently's implementations differ:
 # ks drifts on p <= threshold, chisquare and z on p < threshold, the distances on score >= threshold).
@@ -62,6 +73,7 @@ _VERDICTS: dict[str, Callable[[float, float], bool]] = {
     "z": lambda score, threshold: score < threshold,
     "wasserstein": lambda score, threshold: score >= threshold,
     "jensenshannon": lambda score, threshold: score >= threshold,
+    "psi": lambda score, threshold: score >= threshold,
 }
 
 # Evidently's display names (``StatTest.display_name``), as written in its snapshot JSON.
@@ -71,6 +83,7 @@ _DISPLAY_NAMES: dict[str, str] = {
     "Z-test p_value": "z",
     "Wasserstein distance (normed)": "wasserstein",
     "Jensen-Shannon distance": "jensenshannon",
+    "PSI": "psi",
 }
 
 # Below this many rows (reference + current) the columns are computed one after another.
@@ -88,9 +101,10 @@ class ColumnDrift:
     column: str
     column_type: str  # "num" | "cat"
     stattest: str  # Evidently's stattest name: "ks", "chisquare", "z", "wasserstein", "jensenshannon"
-    score: float  # p-value for ks/chisquare/z, distance for wasserstein/jensenshannon
+    score: float  # p-value for ks/chisquare/z, distance for wasserstein/jensenshannon/psi
     threshold: float
     drifted: bool
+    weight: float | None = None  # the column's share of the total feature weight, when weights were given
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (a non-finite score becomes ``None``)."""
@@ -101,6 +115,7 @@ class ColumnDrift:
             "score": _json_float(float(self.score)),
             "threshold": float(self.threshold),
             "drifted": bool(self.drifted),
+            "weight": None if self.weight is None else float(self.weight),
         }
 
 
@@ -114,6 +129,7 @@ class DriftResult:
     share_threshold: float
     reference_rows: int
     current_rows: int
+    weighted_share: float | None = None  # weight of the drifted columns over the total, when weights were given
 
     def drifted_columns(self) -> list[str]:
         """Names of the drifted columns, in column order."""
@@ -137,21 +153,40 @@ class DriftResult:
             "share_threshold": float(self.share_threshold),
             "reference_rows": int(self.reference_rows),
             "current_rows": int(self.current_rows),
+            "weighted_share": None if self.weighted_share is None else float(self.weighted_share),
         }
 
+    def drivers(self) -> list[ColumnDrift]:
+        """The drifted columns, the heaviest first (column order when there are no weights)."""
+        drifted = [c for c in self.columns if c.drifted]
+        return sorted(drifted, key=lambda c: -(c.weight or 0.0))
+
     def to_frame(self) -> pd.DataFrame:
-        """One row per column: column, column_type, stattest, score, threshold, drifted."""
+        """One row per column: column, column_type, stattest, score, threshold, drifted (and weight if any)."""
         fields = ["column", "column_type", "stattest", "score", "threshold", "drifted"]
+        if self.weighted_share is not None:
+            fields.append("weight")
         return pd.DataFrame([[getattr(c, f) for f in fields] for c in self.columns], columns=pd.Index(fields)).astype(
             {"score": "float64", "threshold": "float64", "drifted": "bool"}
         )
 
 
 def _make_result(
-    columns: Iterable[ColumnDrift], share_threshold: float, reference_rows: int, current_rows: int
+    columns: Iterable[ColumnDrift], share_threshold: float, reference_rows: int, current_rows: int,
+    weights: Mapping[str, float] | None = None,
 ) -> DriftResult:
     cols = tuple(columns)
     share = sum(1 for c in cols if c.drifted) / len(cols) if cols else 0.0
+    weighted = None
+    if weights is not None:
+        raw = {c.column: max(0.0, float(weights.get(c.column, 0.0))) for c in cols}
+        total = sum(raw.values())
+        if total > 0 and math.isfinite(total):
+            cols = tuple(dataclasses.replace(c, weight=raw[c.column] / total) for c in cols)
+            weighted = float(sum(c.weight or 0.0 for c in cols if c.drifted))
+        else:  # no usable weights: every column counts the same
+            cols = tuple(dataclasses.replace(c, weight=1.0 / len(cols)) for c in cols)
+            weighted = share
     return DriftResult(
         columns=cols,
         drift_share=share,
@@ -159,6 +194,7 @@ def _make_result(
         share_threshold=float(share_threshold),
         reference_rows=int(reference_rows),
         current_rows=int(current_rows),
+        weighted_share=weighted,
     )
 
 
@@ -454,8 +490,59 @@ def _distinct_sorted(values: np.ndarray, limit: int) -> np.ndarray | None:
     return np.asarray(found, dtype=np.float64)
 
 
-def _numeric_column(name: str, ref_sorted: np.ndarray, cur_sorted: np.ndarray, ws: _Workspace) -> ColumnDrift:
-    """Default stattest of a numerical column; both arrays are finite and sorted."""
+def _fill_zeroes(percents: np.ndarray) -> np.ndarray:
+    """Evidently's ``feel_zeroes``: empty bins get a tiny share so PSI's logarithm stays finite."""
+    nonzero = percents[percents != 0]
+    if nonzero.size == 0 or nonzero.size == percents.size:
+        return percents
+    smallest = float(nonzero.min())
+    filled = percents.copy()
+    filled[filled == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
+    return filled
+
+
+def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    """Evidently's population stability index on per-value (or per-bin) shares."""
+    ref = _fill_zeroes(ref_counts / ref_counts.sum())
+    cur = _fill_zeroes(cur_counts / cur_counts.sum())
+    return float(np.sum((ref - cur) * np.log(ref / cur)))
+
+
+def _binned_counts(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evidently's ``get_binned_data`` for a numerical column: Sturges bins over reference + current when the
+    reference has more than 20 distinct values, else counts per distinct value of either."""
+    if _distinct_sorted(ref_sorted, _BINNED_MIN_DISTINCT) is None:
+        edges = np.histogram_bin_edges(np.concatenate([ref_sorted, cur_sorted]), bins="sturges")
+        return np.histogram(ref_sorted, edges)[0], np.histogram(cur_sorted, edges)[0]
+    keys = np.union1d(np.unique(ref_sorted), np.unique(cur_sorted))
+    ref_counts = np.searchsorted(ref_sorted, keys, "right") - np.searchsorted(ref_sorted, keys, "left")
+    cur_counts = np.searchsorted(cur_sorted, keys, "right") - np.searchsorted(cur_sorted, keys, "left")
+    return ref_counts, cur_counts
+
+
+def _verdict(name: str, kind: str, stattest: str, score: float, threshold: float | None) -> ColumnDrift:
+    limit = DEFAULT_THRESHOLDS[stattest] if threshold is None else float(threshold)
+    return ColumnDrift(name, kind, stattest, score, limit, bool(_VERDICTS[stattest](score, limit)))
+
+
+def _check_test(name: str, kind: str, stattest: str) -> None:
+    if stattest != "auto" and stattest not in _ALLOWED[kind]:
+        which = "numerical" if kind == "num" else "categorical"
+        raise DriftError(f"column {name!r} is {which}: stattest {stattest!r} does not apply (use auto or one of "
+                         f"{list(_ALLOWED[kind])})")
+
+
+def _numeric_column(name: str, ref_sorted: np.ndarray, cur_sorted: np.ndarray, ws: _Workspace,
+                    stattest: str = "auto", threshold: float | None = None) -> ColumnDrift:
+    """The stattest of a numerical column (``auto``: Evidently's default); both arrays are finite and sorted."""
+    if stattest == "ks":
+        return _verdict(name, "num", "ks", float(ks_2samp(ref_sorted, cur_sorted).pvalue), threshold)
+    if stattest == "wasserstein":
+        return _verdict(name, "num", "wasserstein", _wasserstein_normed(ref_sorted, cur_sorted, ws), threshold)
+    if stattest in ("psi", "jensenshannon"):
+        ref_counts, cur_counts = _binned_counts(ref_sorted, cur_sorted)
+        score = _psi(ref_counts, cur_counts) if stattest == "psi" else _jensenshannon(ref_counts, cur_counts)
+        return _verdict(name, "num", stattest, score, threshold)
     small = ref_sorted.size <= SMALL_REFERENCE_ROWS
     # Distinct values of reference + current, counted only as far as "more than 5".
     uniq: np.ndarray | None = None
@@ -469,37 +556,48 @@ def _numeric_column(name: str, ref_sorted: np.ndarray, cur_sorted: np.ndarray, w
     if uniq is not None:
         ref_counts = np.searchsorted(ref_sorted, uniq, "right") - np.searchsorted(ref_sorted, uniq, "left")
         cur_counts = np.searchsorted(cur_sorted, uniq, "right") - np.searchsorted(cur_sorted, uniq, "left")
-        stattest, score = _discrete_test(ref_counts, cur_counts, 0, small)
+        chosen, score = _discrete_test(ref_counts, cur_counts, 0, small)
     elif small:
-        stattest, score = "ks", float(ks_2samp(ref_sorted, cur_sorted).pvalue)
+        chosen, score = "ks", float(ks_2samp(ref_sorted, cur_sorted).pvalue)
     else:
-        stattest = "wasserstein"
+        chosen = "wasserstein"
         score = _wasserstein_normed(ref_sorted, cur_sorted, ws)
-    threshold = DEFAULT_THRESHOLDS[stattest]
-    return ColumnDrift(name, "num", stattest, score, threshold, bool(_VERDICTS[stattest](score, threshold)))
+    return _verdict(name, "num", chosen, score, threshold)
 
 
-def _categorical_column(name: str, ref: dict[Any, int], cur: dict[Any, int]) -> ColumnDrift:
+def _categorical_column(name: str, ref: dict[Any, int], cur: dict[Any, int], stattest: str = "auto",
+                        threshold: float | None = None) -> ColumnDrift:
     keys = list(dict.fromkeys([*ref, *cur]))
     ref_counts = np.fromiter((ref.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
     cur_counts = np.fromiter((cur.get(k, 0) for k in keys), dtype=np.int64, count=len(keys))
+    if stattest == "chisquare":
+        return _verdict(name, "cat", "chisquare", _chisquare(ref_counts, cur_counts), threshold)
+    if stattest == "z":
+        first = keys.index(_sorted_keys(keys)[0])
+        return _verdict(name, "cat", "z", _z_test(ref_counts, cur_counts, first), threshold)
+    if stattest == "psi":
+        return _verdict(name, "cat", "psi", _psi(ref_counts, cur_counts), threshold)
+    if stattest == "jensenshannon":
+        return _verdict(name, "cat", "jensenshannon", _jensenshannon(ref_counts, cur_counts), threshold)
     small = int(ref_counts.sum()) <= SMALL_REFERENCE_ROWS
     first = 0
     if small and len(keys) <= 2:
         first = keys.index(_sorted_keys(keys)[0])
-    stattest, score = _discrete_test(ref_counts, cur_counts, first, small)
-    threshold = DEFAULT_THRESHOLDS[stattest]
-    return ColumnDrift(name, "cat", stattest, score, threshold, bool(_VERDICTS[stattest](score, threshold)))
+    chosen, score = _discrete_test(ref_counts, cur_counts, first, small)
+    return _verdict(name, "cat", chosen, score, threshold)
 
 
-def _column_drift(name: str, kind: str, ref: pd.Series, cur: pd.Series, ws: _Workspace) -> ColumnDrift:
+def _column_drift(name: str, kind: str, ref: pd.Series, cur: pd.Series, ws: _Workspace, stattest: str = "auto",
+                  threshold: float | None = None) -> ColumnDrift:
+    _check_test(name, kind, stattest)
     if kind == "num":
         ref_values = _finite_values(ref, name, "reference", ws, "ref")
         cur_values = _finite_values(cur, name, "current", ws, "cur")
         ref_values.sort()
         cur_values.sort()
-        return _numeric_column(name, ref_values, cur_values, ws)
-    return _categorical_column(name, _value_counts(ref, name, "reference"), _value_counts(cur, name, "current"))
+        return _numeric_column(name, ref_values, cur_values, ws, stattest, threshold)
+    return _categorical_column(name, _value_counts(ref, name, "reference"), _value_counts(cur, name, "current"),
+                               stattest, threshold)
 
 
 def _default_jobs() -> int:
@@ -519,8 +617,10 @@ def drift_check(
     numerical: Sequence[str] | None = None,
     share_threshold: float = 0.5,
     n_jobs: int | None = None,
+    tests: ColumnTests | None = None,
+    weights: Mapping[str, float] | None = None,
 ) -> DriftResult:
-    """Per-column and dataset drift with Evidently 0.7.23's default tests, without Evidently.
+    """Per-column and dataset drift with Evidently 0.7.23's tests, without Evidently.
 
     For each column, NaN/NA and +-inf are dropped first; then, as Evidently's ``_get_default_stattest``:
 
@@ -536,6 +636,13 @@ def drift_check(
     Distinct values are counted on reference + current. The dataset drifts when the share of
     drifted columns is >= ``share_threshold``.
 
+    ``tests`` names another test or threshold per column (``{column: (stattest, threshold)}``):
+    ks, wasserstein (numerical), chisquare, z (categorical), psi and jensenshannon (both; numerical
+    columns with more than 20 distinct reference values are cut into Sturges bins, as Evidently does);
+    "auto" keeps the default above; a threshold of None the test's default. ``weights`` (e.g. feature
+    importance) give each column's weight, normalised to sum to 1, and ``weighted_share``, the weight
+    of the drifted columns; a column without a weight weighs 0.
+
     ``columns`` defaults to the columns present in both frames (unsupported dtypes such as
     datetimes skipped). Types not given in ``categorical`` / ``numerical`` are inferred from the
     current frame like Evidently does (see :func:`_infer_type`). Columns are computed on up to
@@ -547,12 +654,16 @@ def drift_check(
     """
     _check_share_threshold(share_threshold)
     specs = _resolve_columns(reference, current, columns, categorical, numerical)
+    chosen = dict(tests or {})
     work = [(str(label), kind, reference[label], current[label]) for label, kind in specs]
+    for name, kind, _, _ in work:
+        _check_test(name, kind, chosen.get(name, ("auto", None))[0])
     local = threading.local()
 
     def one(item: tuple[str, str, pd.Series, pd.Series]) -> ColumnDrift:
         ws = local.__dict__.setdefault("ws", _Workspace())
-        return _column_drift(*item, ws)
+        stattest, threshold = chosen.get(item[0], ("auto", None))
+        return _column_drift(*item, ws, stattest, threshold)
 
     jobs = _default_jobs() if n_jobs is None else max(1, int(n_jobs))
     if jobs > 1 and len(specs) > 1 and len(reference) + len(current) >= _PARALLEL_MIN_ROWS:
@@ -560,7 +671,7 @@ def drift_check(
             results = list(pool.map(one, work))
     else:
         results = [one(item) for item in work]
-    return _make_result(results, share_threshold, len(reference), len(current))
+    return _make_result(results, share_threshold, len(reference), len(current), weights)
 
 
 def prediction_drift(
@@ -569,6 +680,8 @@ def prediction_drift(
     *,
     column_type: str | None = None,
     name: str = "prediction",
+    stattest: str = "auto",
+    threshold: float | None = None,
 ) -> ColumnDrift:
     """Drift of a prediction column with the same default rule as :func:`drift_check`.
 
@@ -596,7 +709,41 @@ def prediction_drift(
     kind = column_type or _infer_type(series[1])
     if kind is None:
         raise DriftError(f"predictions of dtype {series[1].dtype} cannot be typed; pass column_type=")
-    return _column_drift(name, kind, series[0], series[1], _Workspace())
+    return _column_drift(name, kind, series[0], series[1], _Workspace(), stattest, threshold)
+
+
+def feature_importance(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    rows: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """How much each column matters to a model: the mean absolute change of its scores when the column is
+    shuffled, over a seeded sample of ``rows`` rows, as shares that sum to 1 (all 0 when nothing moves).
+
+    ``predict`` maps a frame to one score per row (e.g. the positive-class probability). The shuffled
+    copies go through one ``predict`` call, so the cost is one prediction of ``rows * len(columns)`` rows.
+    Needs no labels; a column the model ignores gets 0.
+    """
+    if not columns:
+        return {}
+    sample = frame.sample(n=rows, random_state=seed) if len(frame) > rows else frame
+    sample = sample.reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    n = len(sample)
+    copies = []
+    for column in columns:
+        copy = sample.copy()
+        copy[column] = sample[column].to_numpy()[rng.permutation(n)]
+        copies.append(copy)
+    base = np.asarray(predict(sample), dtype=np.float64).reshape(-1)
+    moved = np.asarray(predict(pd.concat(copies, ignore_index=True)), dtype=np.float64).reshape(len(columns), n)
+    change = np.nanmean(np.abs(moved - base[None, :]), axis=1)
+    change = np.where(np.isfinite(change), change, 0.0)
+    total = float(change.sum())
+    return {str(c): (float(v) / total if total > 0 else 0.0) for c, v in zip(columns, change, strict=True)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,6 +860,7 @@ def evidently_report(
     max_rows: int = 50_000,
     seed: int = 0,
     share_threshold: float = 0.5,
+    tests: ColumnTests | None = None,
 ) -> DriftReport:
     """Run Evidently's ``DataDriftPreset`` and write ``<out_dir>/<name>.html`` and ``<name>.json``.
 
@@ -728,7 +876,8 @@ def evidently_report(
     Evidently's HTML writes column names raw in a script block: serve it sandboxed.
     """
     prepared = _prepare_report(reference, current, name=name, columns=columns, categorical=categorical,
-                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold)
+                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold,
+                               tests=tests)
     return _render_report(prepared, Path(out_dir))
 
 
@@ -745,6 +894,7 @@ class _ReportInput:
     max_rows: int
     seed: int
     share_threshold: float
+    tests: dict[str, tuple[str, float | None]] = dataclasses.field(default_factory=dict)
 
     @property
     def sampled(self) -> bool:
@@ -776,6 +926,7 @@ def _prepare_report(
     max_rows: int,
     seed: int,
     share_threshold: float,
+    tests: ColumnTests | None = None,
 ) -> _ReportInput:
     if not _SAFE_NAME.match(name):
         raise DriftError(f"report name {name!r} must be a plain file name (letters, digits, '.', '_', '-')")
@@ -787,6 +938,9 @@ def _prepare_report(
     specs = [(str(label), kind) for label, kind in specs_raw]
     if len({n for n, _ in specs}) != len(specs):
         raise DriftError("column labels must stay distinct when converted to strings")
+    chosen = {str(k): (str(v[0]), None if v[1] is None else float(v[1])) for k, v in (tests or {}).items()}
+    for column, kind in specs:
+        _check_test(column, kind, chosen.get(column, ("auto", None))[0])
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         part = frame[labels]
@@ -802,6 +956,7 @@ def _prepare_report(
         name=name, reference=prepare(_sample(reference, max_rows, seed)),
         current=prepare(_sample(current, max_rows, seed + 1)), specs=specs, reference_rows=len(reference),
         current_rows=len(current), max_rows=max_rows, seed=seed, share_threshold=share_threshold,
+        tests={c: chosen[c] for c, _ in specs if c in chosen},
     )
 
 
@@ -828,6 +983,7 @@ def defer_evidently_report(
     max_rows: int = 50_000,
     seed: int = 0,
     share_threshold: float = 0.5,
+    tests: ColumnTests | None = None,
 ) -> DeferredReport:
     """Check and sample as :func:`evidently_report` does, and leave a request to render the report later.
 
@@ -837,7 +993,8 @@ def defer_evidently_report(
     the run ends only once they are written: Evidently's import and rendering leave the critical path.
     """
     prepared = _prepare_report(reference, current, name=name, columns=columns, categorical=categorical,
-                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold)
+                               numerical=numerical, max_rows=max_rows, seed=seed, share_threshold=share_threshold,
+                               tests=tests)
     out = Path(out_dir)
     folder = out / DEFERRED_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -847,7 +1004,7 @@ def defer_evidently_report(
     atomic_write_json(request, {
         "name": name, "specs": prepared.specs, "reference_rows": prepared.reference_rows,
         "current_rows": prepared.current_rows, "max_rows": max_rows, "seed": seed,
-        "share_threshold": share_threshold,
+        "share_threshold": share_threshold, "tests": prepared.tests,
     })
     return DeferredReport(html_path=out / f"{name}.html", json_path=out / f"{name}.json", request_path=request,
                           sampled=prepared.sampled, sample_rows=max_rows if prepared.sampled else None)
@@ -866,6 +1023,8 @@ def render_deferred_report(request: Path) -> DriftReport:
             specs=[(str(column), str(kind)) for column, kind in spec["specs"]],
             reference_rows=int(spec["reference_rows"]), current_rows=int(spec["current_rows"]),
             max_rows=int(spec["max_rows"]), seed=int(spec["seed"]), share_threshold=float(spec["share_threshold"]),
+            tests={str(c): (str(t[0]), None if t[1] is None else float(t[1]))
+                   for c, t in (spec.get("tests") or {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DriftError(f"report request {request} is unreadable: {exc}") from exc
@@ -910,8 +1069,11 @@ def _render_report(prepared: _ReportInput, out: Path) -> DriftReport:
             numerical_columns=[n for n, kind in specs if kind == "num"],
             categorical_columns=[n for n, kind in specs if kind == "cat"],
         )
+        methods = {c: t for c, (t, _) in prepared.tests.items() if t != "auto"}
+        thresholds = {c: v for c, (_, v) in prepared.tests.items() if v is not None}
         report = Report(
-            [DataDriftPreset(columns=[n for n, _ in specs], drift_share=share_threshold)],
+            [DataDriftPreset(columns=[n for n, _ in specs], drift_share=share_threshold,
+                             per_column_method=methods or None, per_column_threshold=thresholds or None)],
             include_tests=True,
             metadata={"ct_sampled": sampled, "ct_sample_rows": max_rows if sampled else 0},
         )

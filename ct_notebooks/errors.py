@@ -3,7 +3,8 @@
     CTError
     ├── ConfigError              ct.yaml missing, unreadable or invalid (names the key path)
     ├── ProjectNotFound          no ct.yaml in the folder or its parents
-    ├── ParameterError           a stage parameter name or value is not acceptable
+    ├── InputError               a value a user sent is not acceptable (names the field)
+    │   └── ParameterError       a stage parameter name or value is not acceptable
     ├── RunNotFound              no archived run with that id
     ├── InvalidRunId             a run id that does not match the run id pattern
     ├── RunInProgress            another run of the same pipeline holds the project lock
@@ -11,7 +12,8 @@
     ├── StageFailed              a stage raised, timed out or its kernel died
     ├── DataGateBlocked          the data gate stopped the run on purpose (raised inside a stage)
     ├── RegistryError            the MLflow registry refused or failed an operation
-    │   └── PromotionRefused     promotion of a version the model gate rejected
+    │   ├── PromotionRefused     a champion move the model gate did not bless, without force
+    │   └── StaleGateDecision    the champion moved after the gate compared against it
     ├── DriftError               drift computation received unusable input
     ├── ArchiveError             a run folder or the index cannot be read or written
     │   ├── SchemaVersionError   a stored file was written by a newer ct-notebooks
@@ -40,7 +42,15 @@ class ProjectNotFound(CTError):
     """No ``ct.yaml`` was found in the folder or any parent."""
 
 
-class ParameterError(CTError):
+class InputError(CTError):
+    """A value a user sent (a reason, a version, a path, a request body) is not acceptable."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ParameterError(InputError):
     """A stage parameter name or value is not acceptable."""
 
 
@@ -104,7 +114,29 @@ class RegistryError(CTError):
 
 
 class PromotionRefused(RegistryError):
-    """Promotion of a version that the model gate rejected, without ``force``."""
+    """A champion move the model gate did not bless (a rejected version, or a rollback to a version
+    that was never champion nor blessed), without ``force``.
+
+    ``refusal`` says why; the message ends with how the caller overrides it (``override``).
+    """
+
+    def __init__(self, refusal: str, *, override: str = "pass force=True") -> None:
+        self.refusal = refusal
+        self.override = override
+        super().__init__(f"{refusal}; {override} to override")
+
+    def with_override(self, override: str) -> PromotionRefused:
+        """The same refusal, telling how to override it where the caller is (``--force``, ``"force": true``)."""
+        return PromotionRefused(self.refusal, override=override)
+
+
+class StaleGateDecision(RegistryError):
+    """The champion moved after the model gate compared the contender against it: no promotion."""
+
+    def __init__(self, message: str, *, expected: int | None, current: int | None) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(message)
 
 
 class DriftError(CTError):

@@ -183,7 +183,8 @@ def compare(
 
     ``margin`` is the primary metric difference oriented so that positive means the contender is better;
     it must be at least ``gate.min_delta``. A paired bootstrap (the same resampled rows for both models)
-    gives its confidence interval; with ``require_significant`` the lower bound must be above 0.
+    gives its confidence interval; with ``require_significant`` (the default) its lower bound must be above
+    ``min_delta`` too, so that a version moves only on evidence. Reasons quote the interval.
     Guardrails (latency per 1k rows, size) apply to the contender, champion or not.
     """
     names = list(dict.fromkeys([primary, *secondary]))
@@ -208,27 +209,28 @@ def compare(
     if champion is not None and champion_metrics is not None:
         raw = contender_metrics[primary] - champion_metrics[primary]
         margin = raw if up else -raw
+        versus = (f"contender {_fmt(value)} vs champion {_fmt(champion_metrics[primary])}; "
+                  f"{'higher' if up else 'lower'} is better")
         if math.isfinite(margin):
+            if gate.bootstrap.samples > 0:
+                bootstrap = _paired_bootstrap(primary, y_arr, champion, contender, gate)
+            interval = _interval(bootstrap, gate)
             checks["min_delta"] = margin >= gate.min_delta
             if not checks["min_delta"]:
                 violations.append(
-                    f"reject: {primary} margin {_fmt(margin, True)} < min_delta {gate.min_delta:g} "
-                    f"(contender {_fmt(value)} vs champion {_fmt(champion_metrics[primary])}; "
-                    f"{'higher' if up else 'lower'} is better)"
+                    f"reject: {primary} margin {_fmt(margin, True)} < min_delta {gate.min_delta:g}"
+                    + (f", {interval}" if interval else "") + f" ({versus})"
                 )
+            if bootstrap is not None and gate.bootstrap.require_significant:
+                low = bootstrap["low"]
+                checks["significance"] = low is not None and low > gate.min_delta
+                if not checks["significance"] and checks["min_delta"]:
+                    violations.append(
+                        f"reject: {primary} margin {_fmt(margin, True)}, {interval} not above min_delta "
+                        f"{gate.min_delta:g}: not enough evidence on {len(y_arr)} holdout rows ({versus})"
+                    )
         elif not violations:
             violations.append(f"the champion's {primary} is undefined on the holdout; no margin can be computed")
-        if gate.bootstrap.samples > 0 and math.isfinite(margin):
-            bootstrap = _paired_bootstrap(primary, y_arr, champion, contender, gate)
-            if gate.bootstrap.require_significant:
-                low = bootstrap["low"]
-                checks["significance"] = low is not None and low > 0
-                if not checks["significance"]:
-                    violations.append(
-                        f"reject: the {gate.bootstrap.confidence:.0%} bootstrap interval of the {primary} margin "
-                        f"[{_fmt(low, True)}, {_fmt(bootstrap['high'], True)}] does not lie above 0 "
-                        "(bootstrap.require_significant)"
-                    )
 
     size_mb = None if size_bytes is None else size_bytes / 1_000_000
     if gate.max_latency_ms_per_1k_rows is not None:
@@ -257,15 +259,14 @@ def compare(
         rule = f"first model: no champion to compare against; {primary} {_fmt(value)}, guardrails hold"
     else:
         assert champion_metrics is not None and margin is not None
-        rule = (
-            f"promote: {primary} {_fmt(value)} vs champion {_fmt(champion_metrics[primary])}, margin "
-            f"{_fmt(margin, True)} >= min_delta {gate.min_delta:g} ({'higher' if up else 'lower'} is better)"
-        )
-        if bootstrap is not None and bootstrap["low"] is not None:
-            rule += (
-                f"; {gate.bootstrap.confidence:.0%} bootstrap interval "
-                f"[{_fmt(bootstrap['low'], True)}, {_fmt(bootstrap['high'], True)}]"
-            )
+        interval = _interval(bootstrap, gate)
+        if checks["significance"]:
+            evidence = f"margin {_fmt(margin, True)}, {interval} above min_delta {gate.min_delta:g}"
+        else:
+            evidence = f"margin {_fmt(margin, True)} >= min_delta {gate.min_delta:g}" + (
+                f"; {interval}" if interval else "")
+        rule = (f"promote: {primary} {_fmt(value)} vs champion {_fmt(champion_metrics[primary])}, {evidence} "
+                f"({'higher' if up else 'lower'} is better)")
 
     values: dict[str, Any] = {
         "primary_metric": primary,
@@ -288,6 +289,15 @@ def compare(
         "checks": checks,
     }
     return GateResult(gate="model", passed=passed, rule=rule, values=values, violations=violations)
+
+
+def _interval(bootstrap: dict[str, Any] | None, gate: ModelGateConfig) -> str:
+    """``"95% interval [+0.0120, +0.0410]"`` of the margin, or ``""`` without a bootstrap."""
+    if bootstrap is None:
+        return ""
+    if bootstrap["low"] is None:
+        return f"{gate.bootstrap.confidence:.0%} interval undefined (no valid resample)"
+    return f"{gate.bootstrap.confidence:.0%} interval [{_fmt(bootstrap['low'], True)}, {_fmt(bootstrap['high'], True)}]"
 
 
 def _paired_bootstrap(

@@ -134,14 +134,27 @@ def check_binary_target(y: pd.Series, where: str) -> None:
         raise CTError(f"{where}: binary classification needs exactly 2 target classes, found {len(classes)}: {shown}")
 
 
-def fit(pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, *, task: str) -> Pipeline:
-    """Fit on rows with a known target; classification targets must be binary."""
+def fit(
+    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, *, task: str, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Fit on rows with a known target (``sample_weight`` per row, or none); classification targets must be binary."""
     known = y.notna().to_numpy()
     if task == "classification":
         check_binary_target(y, "training data")
     if known.sum() == 0:
         raise CTError("training data has no rows with a known target")
-    pipeline.fit(X.loc[known], y.loc[known])
+    if sample_weight is None:
+        pipeline.fit(X.loc[known], y.loc[known])
+        return pipeline
+    weights = np.asarray(sample_weight, dtype=np.float64)
+    if weights.shape != (len(y),):
+        raise CTError(f"{len(weights)} sample weights for {len(y)} training rows")
+    if not np.isfinite(weights).all() or (weights < 0).any():
+        raise CTError("sample weights must be finite and not negative")
+    used = known & (weights > 0)  # rows of weight 0 are left out (some estimators reject zero weights)
+    if task == "classification":
+        check_binary_target(y.loc[used], "training data with a positive weight")
+    pipeline.fit(X.loc[used], y.loc[used], model__sample_weight=weights[used])
     return pipeline
 
 

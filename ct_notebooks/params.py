@@ -5,14 +5,21 @@ from __future__ import annotations
 import functools
 import json
 import keyword
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from papermill.translators import PythonTranslator, papermill_translators
 
-from .errors import ParameterError
-from .stage import CONTEXT_PARAMETER, check_json_value
+from .errors import InputError, ParameterError
+from .inputs import check_value, loads
+from .stage import CONTEXT_PARAMETER
+
+#: a stage name as ct.yaml allows it
+STAGE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+Override = tuple[str | None, str, Any]
 
 
 class ExactPythonTranslator(PythonTranslator):
@@ -20,7 +27,7 @@ class ExactPythonTranslator(PythonTranslator):
 
     @classmethod
     def translate(cls, val: Any) -> str:
-        check_json_value(val)
+        check_value(val, "parameter value")
         return repr(val)
 
     @classmethod
@@ -84,28 +91,72 @@ def validate_parameters(notebook: Path, parameters: dict[str, Any], *, stage: st
             raise ParameterError(
                 f"stage {stage!r}: parameter {name!r} is not declared in {notebook.name} (declared: {known})"
             )
-        check_json_value(value, f"stage {stage!r} parameter {name!r}")
+        check_value(value, f"stage {stage!r} parameter {name!r}")
     return dict(parameters)
 
 
-def parse_assignment(text: str) -> tuple[str | None, str, Any]:
-    """Parse ``[stage.]name=value`` from the command line; the value is JSON if it parses, else a string."""
+def parse_assignment(text: str) -> Override:
+    """Parse ``[stage.]name=value`` from the command line; the value is JSON if it parses, else a string.
+
+    JSON that Python cannot read exactly (an integer beyond the conversion limit, nesting too deep)
+    is an error, never silently a string.
+    """
     if "=" not in text:
         raise ParameterError(f"parameter {text[:60]!r} must look like name=value or stage.name=value")
     key, raw = text.split("=", 1)
     stage, _, name = key.rpartition(".")
     check_name(name)
+    where = f"parameter {key!r}"
     try:
-        value: Any = json.loads(raw)
-    except ValueError:
+        value: Any = loads(raw, where, ParameterError)
+    except json.JSONDecodeError:
         value = raw
-    check_json_value(value, f"parameter {key!r}")
+    check_value(value, where)
     return (stage or None), name, value
 
 
-def split_overrides(
-    overrides: list[tuple[str | None, str, Any]], declared: dict[str, tuple[str, ...]]
-) -> dict[str, dict[str, Any]]:
+def overrides_from_mapping(value: Any, where: str = "parameters") -> list[Override]:
+    """``{stage: {name: value}}`` (a request body, a parameters file) -> overrides, names and values checked."""
+    if not isinstance(value, dict):
+        raise ParameterError(f"{where} must be an object {{stage: {{name: value}}}}")
+    overrides: list[Override] = []
+    for stage, params in value.items():
+        if not isinstance(stage, str) or not STAGE_NAME.fullmatch(stage):
+            raise ParameterError(f"{where}: {str(stage)[:40]!r} is not a stage name")
+        if not isinstance(params, dict):
+            raise ParameterError(f"{where}: parameters of stage {stage!r} must be an object {{name: value}}")
+        for name, item in params.items():
+            check_name(name)
+            check_value(item, f"stage {stage!r} parameter {name!r}")
+            overrides.append((stage, name, item))
+    return overrides
+
+
+def read_parameters_file(path: Path | str) -> list[Override]:
+    """Overrides from a JSON file ``{stage: {name: value}}`` (``-`` reads standard input)."""
+    label = "standard input" if str(path) == "-" else str(path)
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParameterError(f"parameters file {label} cannot be read: {exc}") from None
+    try:
+        data = loads(text, f"parameters file {label}", ParameterError)
+    except json.JSONDecodeError as exc:
+        raise ParameterError(f"parameters file {label} is not JSON: {exc}") from None
+    return overrides_from_mapping(data, f"parameters file {label}")
+
+
+def overrides_to_mapping(overrides: list[Override]) -> dict[str, dict[str, Any]]:
+    """Overrides as ``overrides_from_mapping`` reads them back (every override must name its stage)."""
+    data: dict[str, dict[str, Any]] = {}
+    for stage, name, value in overrides:
+        if stage is None:
+            raise InputError(f"override {name!r} names no stage")
+        data.setdefault(stage, {})[name] = value
+    return data
+
+
+def split_overrides(overrides: list[Override], declared: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
     """Assign command-line overrides to stages: ``stage.name`` to one stage, ``name`` to every stage declaring it."""
     per_stage: dict[str, dict[str, Any]] = {name: {} for name in declared}
     for stage, name, value in overrides:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import json
 import logging
 import math
 import os
+import sqlite3
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
@@ -36,11 +37,14 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from ct_notebooks.errors import PromotionRefused, RegistryError
+from ct_notebooks import alias_audit
+from ct_notebooks.alias_audit import AliasMove
+from ct_notebooks.errors import PromotionRefused, RegistryError, StaleGateDecision
 
 __all__ = [
     "ALIAS_CHAMPION",
     "ALIAS_CONTENDER",
+    "ANY_CHAMPION",
     "TAG_GATE",
     "TAG_GATE_REASON",
     "TAG_RUN_ID",
@@ -65,6 +69,18 @@ SERIALIZATION_FORMAT = "cloudpickle"
 MODEL_ARTIFACT_NAME = "model"
 AUDIT_LOCK_TIMEOUT_S = 30.0
 STORE_INIT_LOCK_TIMEOUT_S = 300.0
+#: a sqlite store keeps its artifacts in this folder next to the db file
+ARTIFACTS_FOLDER = "mlartifacts"
+#: columns of MLflow's sqlite schema that hold absolute artifact locations
+_ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+    ("model_versions", "source"),
+)
+#: stores whose artifact locations this process has checked (once per process and store)
+_REBASED: set[str] = set()
 
 _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 _EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -82,6 +98,21 @@ def _iso(moment: datetime) -> str:
 
 def _ms_to_iso(ms: int | None) -> str:
     return _iso(datetime.fromtimestamp((ms or 0) / 1000, tz=UTC))
+
+
+def _v(version: int | None) -> str:
+    return f"v{version}" if version is not None else "none"
+
+
+class _Any:
+    """Type of :data:`ANY_CHAMPION`."""
+
+    def __repr__(self) -> str:
+        return "ANY_CHAMPION"
+
+
+#: ``expected_champion`` default of :meth:`Registry.promote`: move whatever the champion is now
+ANY_CHAMPION = _Any()
 
 
 def _short(exc: BaseException) -> str:
@@ -129,51 +160,6 @@ class ModelVersionInfo:
             "created_at": self.created_at,
             "size_bytes": self.size_bytes,
         }
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    """One move of an alias, as recorded in the audit log (MLflow keeps no alias history)."""
-
-    at: str
-    model: str
-    alias: str
-    from_version: int | None
-    to_version: int | None
-    actor: str
-    reason: str
-    run_id: str | None
-    action: str = field(default="move")  # register | move | promote | rollback | clear
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "model": self.model,
-            "alias": self.alias,
-            "from_version": self.from_version,
-            "to_version": self.to_version,
-            "actor": self.actor,
-            "reason": self.reason,
-            "run_id": self.run_id,
-            "action": self.action,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AliasMove:
-        def opt_int(value: Any) -> int | None:
-            return None if value is None else int(value)
-
-        return cls(
-            at=str(data["at"]),
-            model=str(data["model"]),
-            alias=str(data["alias"]),
-            from_version=opt_int(data.get("from_version")),
-            to_version=opt_int(data.get("to_version")),
-            actor=str(data.get("actor", "")),
-            reason=str(data.get("reason", "")),
-            run_id=None if data.get("run_id") is None else str(data["run_id"]),
-            action=str(data.get("action", "move")),
-        )
 
 
 @cache
@@ -229,9 +215,70 @@ def _open_client(tracking_uri: str, db: Path | None) -> MlflowClient:
         return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         with filelock.FileLock(str(db) + ".init.lock", timeout=STORE_INIT_LOCK_TIMEOUT_S):
-            return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+            key = str(db.resolve())
+            if key not in _REBASED:
+                _rebase_artifact_locations(db)
+                _REBASED.add(key)
+            return client
     except filelock.Timeout as exc:
         raise RegistryError(f"MLflow store {db} is held by another process setting it up ({exc})") from exc
+    except sqlite3.Error as exc:
+        raise RegistryError(f"cannot update the artifact locations in MLflow store {db}: {exc}") from exc
+
+
+def _artifact_root(db: Path) -> str:
+    """Where a sqlite store's artifacts live: ``mlartifacts`` next to the db, derived from where it is now."""
+    return (db.resolve().parent / ARTIFACTS_FOLDER).as_uri()
+
+
+def _local_path(location: str) -> Path | None:
+    if location.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(location).path))
+    return Path(location) if location.startswith("/") else None
+
+
+def _rebase_artifact_locations(db: Path) -> None:
+    """Point the absolute artifact locations MLflow stored at the artifact folder next to the db now.
+
+    MLflow writes absolute locations into the store (experiments, runs, logged models, model
+    versions) when they are created. A store whose folder was moved or copied (with its project)
+    still names the old folder; here each location under an old ``<state folder>/mlartifacts`` is
+    rewritten under the current one, and MLflow's default experiment (created at the working folder
+    of the first process that opened the store) is moved inside it while it holds no runs.
+    """
+    if not db.is_file():
+        return
+    root = _artifact_root(db)
+    with contextlib.closing(sqlite3.connect(db, timeout=STORE_INIT_LOCK_TIMEOUT_S)) as con, con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return
+        columns = [
+            (table, column)
+            for table, column in _ARTIFACT_COLUMNS
+            if table in tables and any(row[1] == column for row in con.execute(f"PRAGMA table_info({table})"))
+        ]
+        old_roots: set[str] = set()
+        for experiment_id, location in con.execute("SELECT experiment_id, artifact_location FROM experiments"):
+            path = _local_path(str(location or ""))
+            if path is None or str(location).rstrip("/") == root:
+                continue
+            if path.name == ARTIFACTS_FOLDER and path.parent.name == db.parent.name:
+                old_roots.add(str(location).rstrip("/"))
+            elif str(experiment_id) == "0" and not path.is_relative_to(db.resolve().parent):
+                used = "runs" in tables and con.execute(
+                    "SELECT 1 FROM runs WHERE experiment_id = 0 LIMIT 1").fetchone()
+                if not used:
+                    con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                                (f"{root}/0",))
+        for old in sorted(old_roots):
+            for table, column in columns:
+                con.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                    (root, len(old) + 1, old, len(old) + 1, old + "/"),
+                )
 
 
 class Registry:
@@ -251,7 +298,7 @@ class Registry:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise RegistryError(f"cannot create the folder of MLflow store {db}: {exc}") from exc
-            self._artifact_location = (db.resolve().parent / "mlartifacts").as_uri()
+            self._artifact_location = _artifact_root(db)
         self._client = _open_client(tracking_uri, db)
         self._experiment_id: str | None = None
         self._model_known = False
@@ -545,7 +592,17 @@ class Registry:
         """Point ``alias`` at ``version`` and append the move to the audit log."""
         return self._move(alias, version, actor=actor, reason=reason, run_id=run_id, action="move")
 
-    def _move(self, alias: str, version: int, *, actor: str, reason: str, run_id: str | None, action: str) -> AliasMove:
+    def _move(
+        self,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        run_id: str | None,
+        action: str,
+        forced: bool = False,
+    ) -> AliasMove:
         with self._audit_locked():
             self.version(version)  # clean error when missing
             current = self._alias_mv(alias)
@@ -562,6 +619,7 @@ class Registry:
                 reason=reason,
                 run_id=run_id,
                 action=action,
+                forced=forced,
             )
             self._append_or_undo(move)
         return move
@@ -596,24 +654,53 @@ class Registry:
         reason: str,
         run_id: str | None = None,
         force: bool = False,
+        expected_champion: int | _Any | None = ANY_CHAMPION,
     ) -> AliasMove:
-        """Make ``version`` the champion, unless the model gate rejected it (``force`` overrides)."""
+        """Make ``version`` the champion, unless the model gate rejected it (``force`` overrides).
+
+        ``expected_champion`` makes the move a compare-and-swap: the champion the gate compared the
+        contender against (``None``: there was none). If the champion is another version by now,
+        nothing moves and :class:`StaleGateDecision` names both. Check and move happen under the
+        audit log's file lock, so no other ct-notebooks process moves the champion in between.
+        """
         with self._audit_locked():
             target = self.version(version)
+            if not isinstance(expected_champion, _Any):
+                current = self._alias_mv(ALIAS_CHAMPION)
+                now = int(current.version) if current is not None else None
+                if now != expected_champion:
+                    raise StaleGateDecision(
+                        f"refusing to promote model {self.model_name!r} version {version}: the model gate "
+                        f"compared it with champion {_v(expected_champion)}, but the champion is now "
+                        f"{_v(now)} (moved after the comparison); run the pipeline again to compare with "
+                        f"{_v(now)}",
+                        expected=expected_champion,
+                        current=now,
+                    )
+            forced = False
             if target.tags.get(TAG_GATE) == "rejected":
                 gate_reason = target.tags.get(TAG_GATE_REASON, "no reason recorded")
                 if not force:
                     raise PromotionRefused(
                         f"refusing to promote model {self.model_name!r} version {version}: "
-                        f"the model gate rejected it ({gate_reason}); pass force=True to override"
+                        f"the model gate rejected it ({gate_reason})"
                     )
+                forced = True
                 reason = f"{reason} [forced past gate rejection: {gate_reason}]"
             if ALIAS_CHAMPION in target.aliases:
                 raise RegistryError(f"model {self.model_name!r} version {version} already is the champion")
-            return self._move(ALIAS_CHAMPION, version, actor=actor, reason=reason, run_id=run_id, action="promote")
+            return self._move(
+                ALIAS_CHAMPION, version, actor=actor, reason=reason, run_id=run_id, action="promote", forced=forced
+            )
 
-    def rollback(self, *, actor: str, reason: str, to_version: int | None = None) -> AliasMove:
-        """Move the champion back: to ``to_version``, or to the champion before the current one."""
+    def rollback(
+        self, *, actor: str, reason: str, to_version: int | None = None, force: bool = False
+    ) -> AliasMove:
+        """Move the champion back: to ``to_version``, or to the champion before the current one.
+
+        The target must have been champion before (per the audit log) or blessed by the model gate
+        (``ct.gate=passed``); any other version needs ``force`` and the move is audited as forced.
+        """
         with self._audit_locked():
             current = self._alias_mv(ALIAS_CHAMPION)
             if current is None:
@@ -628,9 +715,29 @@ class Registry:
                     )
             if int(to_version) == current_version:
                 raise RegistryError(f"model {self.model_name!r} version {to_version} already is the champion")
+            refusal = self.rollback_refusal(int(to_version))
+            if refusal is not None:
+                if not force:
+                    raise PromotionRefused(f"refusing to roll back model {self.model_name!r} to version "
+                                           f"{to_version}: {refusal}")
+                reason = f"{reason} [forced: {refusal}]"
             return self._move(
-                ALIAS_CHAMPION, int(to_version), actor=actor, reason=reason, run_id=None, action="rollback"
+                ALIAS_CHAMPION, int(to_version), actor=actor, reason=reason, run_id=None, action="rollback",
+                forced=refusal is not None,
             )
+
+    def rollback_refusal(self, version: int) -> str | None:
+        """Why a rollback to ``version`` needs force; ``None`` when it was champion before or was blessed."""
+        target = self.version(version)
+        if any(version in (move.from_version, move.to_version) for move in self.audit_log(ALIAS_CHAMPION)):
+            return None
+        gate = target.tags.get(TAG_GATE)
+        if gate == "passed":
+            return None
+        if gate == "rejected":
+            why = target.tags.get(TAG_GATE_REASON, "no reason recorded")
+            return f"it was never champion and the model gate rejected it ({why})"
+        return "it was never champion and the model gate never blessed it"
 
     def _previous_champion(self, current: int) -> int | None:
         """Replay champion moves as a stack: promotions push, rollbacks pop back to their target.
@@ -673,8 +780,8 @@ class Registry:
     def _append_or_undo(self, move: AliasMove) -> None:
         """Append ``move``; if that fails, put the alias back so MLflow and the log agree."""
         try:
-            _append_line(self.audit_path, json.dumps(move.to_dict(), sort_keys=True))
-        except OSError as exc:
+            alias_audit.append(self.audit_path, move)
+        except (OSError, RegistryError) as exc:
             with contextlib.suppress(MlflowException, OSError):
                 if move.from_version is None:
                     self._client.delete_registered_model_alias(self.model_name, move.alias)
@@ -687,46 +794,15 @@ class Registry:
 
     def audit_log(self, alias: str | None = None) -> list[AliasMove]:
         """Alias moves of this model, oldest first; ``[]`` when the log does not exist."""
-        try:
-            text = self.audit_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise RegistryError(f"cannot read the audit log {self.audit_path}: {_short(exc)}") from exc
-        moves = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                move = AliasMove.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
-                if number == len(text.splitlines()) and not text.endswith("\n"):
-                    continue  # a torn final line from a crash mid-append
-                raise RegistryError(f"audit log {self.audit_path} line {number} is not valid: {exc}") from exc
-            if move.model == self.model_name and (alias is None or move.alias == alias):
-                moves.append(move)
-        return moves
+        return [
+            move
+            for move in alias_audit.read(self.audit_path)
+            if move.model == self.model_name and (alias is None or move.alias == alias)
+        ]
 
-
-def _append_line(path: Path, line: str) -> None:
-    """Append one line in a single write and fsync it (and the folder when the file is new)."""
-    data = (line.rstrip("\n") + "\n").encode("utf-8")
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    def audit_chain_breaks(self) -> list[str]:
+        """Lines of the audit log whose hash chain does not hold; ``[]`` when it is intact."""
+        return alias_audit.chain_breaks(self.audit_path)
 
 
 def _os_user() -> str:

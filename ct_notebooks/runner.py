@@ -411,6 +411,8 @@ class Runner:
             "run_id": record.run_id,
             "pipeline": record.pipeline,
             "stage": stage.name,
+            "trigger": record.trigger,
+            "reason": record.reason,
             "upstream": record.outputs(),
         }
         job = StageJob(

@@ -75,6 +75,9 @@ class StageContext:
     run_id: str | None = None
     upstream: dict[str, dict[str, Any]] = field(default_factory=dict)
     interactive: bool = False
+    #: what started the run (manual, schedule, new_data, drift, performance) and why; manual by hand
+    trigger: str = "manual"
+    reason: str = ""
     _recorded: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -191,6 +194,8 @@ def context(ct_context: dict[str, Any] | None = None, *, stage: str, pipeline: s
             run_dir=run_dir,
             run_id=ct_context.get("run_id"),
             upstream=upstream,
+            trigger=str(ct_context.get("trigger") or "manual"),
+            reason=str(ct_context.get("reason") or ""),
         )
     project = Project.load()
     if pipeline is None:

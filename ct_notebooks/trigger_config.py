@@ -100,12 +100,17 @@ class PerformanceRule(_Rule):
 
 
 class DriftRule(_Rule):
-    """Start the pipeline when the latest monitored batch drifted."""
+    """Start the pipeline when the latest monitored batch drifted (in features that matter, or predictions)."""
 
     kind: Literal["drift"]
-    share: float | None = Field(None, ge=0, le=1, description="fire at this share of drifted features or more")
+    share: float | None = Field(None, ge=0, le=1, description="fire at this share of drifted features or more; "
+                                                              "features count by importance unless weighted: false")
+    weighted: bool = Field(True, description="share counts each feature by the champion's feature importance "
+                                             "(drift.weighting); false: every feature counts the same")
     features: list[str] = Field(default_factory=list, description="fire when any of these features drifted")
     prediction: bool = Field(False, description="fire when the champion's predictions drifted")
+    confirm_batches: int = Field(1, ge=1, le=20, description="fire only when the condition held on this many "
+                                                            "consecutive monitored batches")
 
     @model_validator(mode="after")
     def _needs_condition(self) -> DriftRule:
@@ -158,7 +163,7 @@ class TriggersConfig(_Strict):
 
     def check_pipelines(self, pipelines: set[str]) -> list[tuple[str, str]]:
         """(key path, problem) for every rule or watcher naming an undefined pipeline."""
-        problems = []
+        problems: list[tuple[str, str]] = []
         for name, rule in self.rules.items():
             if rule.pipeline not in pipelines:
                 problems.append((f"triggers.rules.{name}.pipeline",
@@ -167,4 +172,24 @@ class TriggersConfig(_Strict):
         if self.rules and self.watch.enabled and monitor is not None and monitor not in pipelines:
             problems.append(("triggers.watch.monitor_pipeline",
                              f"pipeline {monitor!r} is not defined (known: {sorted(pipelines)})"))
+        return problems
+
+    def check_rules(self, metrics: list[str]) -> list[tuple[str, str]]:
+        """(key path, problem) for every rule that could never fire in this project.
+
+        ``metrics`` are the metrics the project computes (``model.primary_metric`` and
+        ``model.secondary_metrics``): a performance rule on any other metric is never measured.
+        Drift and performance rules read the monitor pipeline's measurements: without one they never fire.
+        """
+        problems: list[tuple[str, str]] = []
+        for name, rule in self.rules.items():
+            if isinstance(rule, PerformanceRule) and rule.metric is not None and rule.metric not in metrics:
+                problems.append((f"triggers.rules.{name}.metric",
+                                 f"metric {rule.metric!r} is not computed by this project, so the rule would never "
+                                 f"fire (known: {', '.join(metrics)}; add it to model.secondary_metrics to "
+                                 "watch it)"))
+            if isinstance(rule, PerformanceRule | DriftRule) and self.watch.monitor_pipeline is None:
+                problems.append((f"triggers.rules.{name}",
+                                 f"a {rule.kind} rule reads the monitor pipeline's measurements, but "
+                                 "triggers.watch.monitor_pipeline is null: set it (e.g. monitor) or remove the rule"))
         return problems

@@ -145,8 +145,8 @@ def evaluate_performance(name: str, rule: PerformanceRule, measurement: dict[str
     if rule.below is not None and (value < rule.below if higher else value > rule.below):
         reasons.append(f"{metric} {value:.4f} {'<' if higher else '>'} {rule.below:g}")
     if rule.max_drop is not None and drop is not None and drop > rule.max_drop:
-        reasons.append(f"{metric} {drop:.4f} worse than the champion's holdout {reference:.4f} (max_drop "
-                       f"{rule.max_drop:g})")
+        reasons.append(f"{metric} {value:.4f} is {drop:.4f} {'below' if higher else 'above'} the champion's "
+                       f"holdout {reference:.4f} (drop {drop:.4f} > max_drop {rule.max_drop:g})")
     if reasons:
         return _decision(name, "performance", rule.pipeline, True, "; ".join(reasons), now, values, key)
     shown = f"{metric} {value:.4f}" + (f", drop {drop:+.4f}" if drop is not None else "")
@@ -154,35 +154,78 @@ def evaluate_performance(name: str, rule: PerformanceRule, measurement: dict[str
 
 
 # -- drift -------------------------------------------------------------------------------------------
-def evaluate_drift(name: str, rule: DriftRule, measurement: dict[str, Any], *, batch_key: str,
-                   now: datetime) -> TriggerDecision:
-    """Fire when the latest monitored batch drifted (share, key features, or predictions).
+def drift_drivers(measurement: dict[str, Any], limit: int = 5) -> list[dict[str, Any]]:
+    """The drifted columns, most important first: column, weight, stattest, score, threshold."""
+    columns = measurement.get("columns")
+    if isinstance(columns, list) and columns:
+        drifted = [c for c in columns if isinstance(c, dict) and c.get("drifted")]
+    else:
+        drifted = [{"column": c} for c in measurement.get("drifted_columns") or []]
+    drifted.sort(key=lambda c: -(c.get("weight") or 0.0))
+    keys = ("column", "weight", "stattest", "score", "threshold")
+    return [{k: c.get(k) for k in keys if k in c} for c in drifted[:limit]]
 
-    ``measurement`` is what the monitor pipeline's drift stage recorded.
+
+def _describe_drivers(drivers: list[dict[str, Any]]) -> str:
+    parts = []
+    for d in drivers:
+        detail = []
+        if d.get("weight") is not None:
+            detail.append(f"weight {d['weight']:.2f}")
+        if d.get("stattest") and isinstance(d.get("score"), int | float):
+            detail.append(f"{d['stattest']} {d['score']:.3g}")
+        parts.append(f"{d['column']} ({', '.join(detail)})" if detail else str(d["column"]))
+    return ", ".join(parts)
+
+
+def evaluate_drift(name: str, rule: DriftRule, measurement: dict[str, Any], *, batch_key: str,
+                   now: datetime, streak: int = 0) -> TriggerDecision:
+    """Fire when the latest monitored batch drifted in features that matter, or in its predictions.
+
+    ``measurement`` is what the monitor pipeline's drift stage recorded. The share is weighted by
+    feature importance when the stage recorded ``weighted_drift_share`` and the rule is ``weighted``.
+    ``streak`` is the number of consecutive earlier batches on which the rule's condition held:
+    with ``confirm_batches: N`` the rule fires only once the condition held on N batches in a row.
     """
-    share = measurement.get("drift_share")
+    plain = measurement.get("drift_share")
+    weighted = measurement.get("weighted_drift_share") if rule.weighted else None
+    share: float | None = weighted if isinstance(weighted, int | float) else plain
+    by = "by importance" if isinstance(weighted, int | float) else "of features"
     drifted = list(measurement.get("drifted_columns") or [])
     prediction = measurement.get("prediction_drift") or {}
     key_drifted = [f for f in rule.features if f in drifted]
-    values = {"drift_share": share, "share": rule.share, "drifted_columns": drifted, "features": rule.features,
-              "key_features_drifted": key_drifted, "prediction_drifted": prediction.get("drifted"),
-              "batch": measurement.get("batch")}
+    drivers = drift_drivers(measurement)
+    values = {"drift_share": plain, "weighted_drift_share": measurement.get("weighted_drift_share"),
+              "share_used": share, "share": rule.share, "weighted": rule.weighted, "drifted_columns": drifted,
+              "drivers": drivers, "features": rule.features, "key_features_drifted": key_drifted,
+              "prediction_drifted": prediction.get("drifted"), "batch": measurement.get("batch"),
+              "confirm_batches": rule.confirm_batches, "condition_met": False, "streak": 0}
     key = f"drift:{name}:{batch_key}"
-    if share is None:
+    if plain is None or share is None:
         return _decision(name, "drift", rule.pipeline, False, "no drift measurement on the latest batch", now,
                          values, key)
     reasons = []
     if rule.share is not None and share >= rule.share:
-        reasons.append(f"drift share {share:.2f} >= {rule.share:g}")
+        reasons.append(f"drift share {share:.2f} {by} >= {rule.share:g}")
     if key_drifted:
         reasons.append(f"key feature(s) drifted: {', '.join(key_drifted)}")
     if rule.prediction and prediction.get("drifted"):
         reasons.append(f"predictions drifted ({prediction.get('stattest')} {prediction.get('score')})")
     if reasons:
-        return _decision(name, "drift", rule.pipeline, True, "; ".join(reasons), now, values, key)
+        held = streak + 1
+        values.update(condition_met=True, streak=held)
+        driven = f"; drifted: {_describe_drivers(drivers)}" if drivers else ""
+        if held < rule.confirm_batches:
+            return _decision(name, "drift", rule.pipeline, False,
+                             f"{'; '.join(reasons)}{driven}; held on {held} of {rule.confirm_batches} consecutive "
+                             "batch(es) needed (confirm_batches)", now, values, key)
+        confirmed = f"; held on {held} consecutive batches" if rule.confirm_batches > 1 else ""
+        return _decision(name, "drift", rule.pipeline, True, "; ".join(reasons) + driven + confirmed, now, values,
+                         key)
     threshold = f" < {rule.share:g}" if rule.share is not None else ""
-    return _decision(name, "drift", rule.pipeline, False, f"drift share {share:.2f}{threshold}; no key feature drifted",
-                     now, values, key)
+    driven = f" (drifted: {_describe_drivers(drivers)})" if drivers else ""
+    return _decision(name, "drift", rule.pipeline, False,
+                     f"drift share {share:.2f} {by}{threshold}{driven}; no key feature drifted", now, values, key)
 
 
 # -- guards ------------------------------------------------------------------------------------------

@@ -65,24 +65,31 @@ INGEST = [
         # Ingest: snapshot the training data
 
         Reads the batches in the project's landing zone (`data.incoming` in `ct.yaml`), keeps the rows
-        up to `cutoff` and within the last `train_window_days`, and splits them by time: the latest
-        `holdout_fraction` of rows become the **holdout** on which the evaluate stage compares the
-        contender with the champion. Both parts are written as Parquet snapshots into the run folder,
-        and a fingerprint of the content is recorded for lineage.
+        up to `cutoff` and within the training window (`model.training.window`), and splits them by time:
+        the newest rows become the **holdout** on which the evaluate stage compares the contender with
+        the champion. The holdout is the newest `holdout_fraction` of the rows, but at most
+        `model.training.holdout_new_share` of the rows the champion was not trained on, so the contender
+        learns from part of the new data and both models are judged on the newest rows.
+        A run started by a drift or performance trigger follows `model.training.on_change` (a narrower
+        window, more weight on the new rows). Both parts are written as Parquet snapshots into the run
+        folder, and a fingerprint of the content is recorded for lineage.
 
         | parameter | meaning |
         |---|---|
         | `cutoff` | ISO date or date-time; later rows are ignored (a date includes that whole day). `None`: all |
-        | `train_window_days` | keep only the last N days before the latest row. `None`: all history |
-        | `holdout_fraction` | share of the latest rows held out for evaluation (between 0 and 1) |
+        | `window` | `{"days": N}`, `{"rows": N}` or `{"batches": N}` for this run. `None`: `model.training` |
+        | `train_window_days` | keep only the last N days before the latest row. `None`: see `window` |
+        | `holdout_fraction` | newest share of rows held out for evaluation. `None`: `model.training.holdout_fraction` |
 
         Records `train_path`, `holdout_path`, `rows_train`, `rows_holdout`, `batches`, `data_fingerprint`,
-        `time_min`, `time_max`, `split_time`.
+        `time_min`, `time_max`, `split_time`, `plan` (trigger, reason, window, holdout rule, weighting,
+        refit), `rows_new`, `holdout_rule`.
     """, note=True),
     parameters("""
         cutoff = None  # ISO date/time such as "2026-03-31"; rows after it are ignored. None: all rows
-        train_window_days = None  # keep the last N days before the latest row. None: all history
-        holdout_fraction = 0.2  # latest share of rows held out for evaluation (0 < fraction < 1)
+        window = None  # {"days": N}, {"rows": N} or {"batches": N} for this run. None: model.training in ct.yaml
+        train_window_days = None  # keep the last N days before the latest row. None: see window
+        holdout_fraction = None  # newest share of rows held out (0 < f < 1). None: model.training.holdout_fraction
     """),
     context("ingest"),
     code("""
@@ -91,11 +98,27 @@ INGEST = [
         import pandas as pd
         from IPython.display import display
 
-        from ct_notebooks import datasets
+        from ct_notebooks import datasets, training
         from ct_notebooks.errors import CTError
 
         time_column = config.data.time_column
         target = config.data.target
+    """),
+    md("""
+        ## The training plan
+        What this run trains on follows `model.training` in `ct.yaml` and what started the run: a drift or
+        performance trigger applies `model.training.on_change`. The champion's training data tells which
+        rows are new.
+    """),
+    code("""
+        champion = ctx.registry().champion()
+        new_since = None if champion is None else training.seen_until(champion.tags, ctx.project.root, time_column)
+        plan = training.plan(
+            config.model.training, trigger=ctx.trigger, reason=ctx.reason,
+            window=... if window is None else window, train_window_days=train_window_days,
+            holdout_fraction=holdout_fraction, new_since=new_since,
+        )
+        print(plan.describe())
     """),
     md("""
         ## 1. Batches in the landing zone
@@ -119,13 +142,13 @@ INGEST = [
         rows_read = len(frame)
         frame = datasets.apply_cutoff(frame, time_column, cutoff)
         rows_cut = len(frame)
-        frame = datasets.apply_window(frame, time_column, train_window_days)
+        frame = datasets.apply_training_window(frame, time_column, plan.window)
         if frame.empty:
-            limits = f"cutoff={cutoff!r}, train_window_days={train_window_days!r}"
+            limits = f"cutoff={cutoff!r}, window={plan.window!r}"
             raise CTError(f"no rows left of {rows_read} after {limits}")
         batches = sorted(frame[datasets.BATCH_COLUMN].unique().tolist())
-        window = f"the last {train_window_days} days" if train_window_days else "all history"
-        print(f"{rows_read} rows read, {rows_cut} up to the cutoff ({cutoff or 'none'}), {len(frame)} in {window}")
+        kept = datasets.describe_window(plan.window)
+        print(f"{rows_read} rows read, {rows_cut} up to the cutoff ({cutoff or 'none'}), {len(frame)} in {kept}")
         print(f"time range: {frame[time_column].min()} to {frame[time_column].max()}")
     """),
     code("""
@@ -142,11 +165,12 @@ INGEST = [
     md("""
         ## 3. Split by time and write the snapshots
         The holdout is the most recent data: the model gate judges models on the rows closest to the
-        data they will score.
+        data they will score. With a champion, the holdout takes at most `holdout_new_share` of the rows
+        the champion was not trained on, so the contender has learned from the rest of them.
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
-        train, holdout = datasets.time_split(frame, time_column, holdout_fraction)
+        train, holdout, split_info = training.split(frame, time_column, plan)
         split_time = holdout[time_column].min()
         train_path = datasets.write_snapshot(train, ctx.path("data/train.parquet"))
         holdout_path = datasets.write_snapshot(holdout, ctx.path("data/holdout.parquet"))
@@ -154,6 +178,12 @@ INGEST = [
         print(f"train: {len(train)} rows up to {train[time_column].max()}")
         print(f"holdout: {len(holdout)} rows from {split_time}")
         print(f"fingerprint: {data_fingerprint}")
+    """),
+    code("""
+        print(f"holdout: {split_info['rule']}")
+        if champion is not None:
+            print(f"{split_info['rows_new']} row(s) newer than the data of champion version {champion.version}; "
+                  f"{split_info['holdout_rows_seen_by_champion']} holdout row(s) the champion was trained on")
     """),
     code("""
         weekly = frame.set_index(time_column).resample("W")
@@ -182,6 +212,9 @@ INGEST = [
             time_min=frame[time_column].min().isoformat(),
             time_max=frame[time_column].max().isoformat(),
             split_time=split_time.isoformat(),
+            plan=plan.to_dict(),
+            rows_new=split_info["rows_new"],
+            holdout_rule=split_info["rule"],
         )
     """),
 ]
@@ -378,10 +411,14 @@ TRAIN = [
 
         Builds the scikit-learn pipeline named in `ct.yaml` (`model.estimator` with `model.params`; numeric
         columns imputed with the median, and scaled for linear models; categorical columns imputed with
-        the most frequent value and one-hot encoded), fits it on the training snapshot, logs it to MLflow
-        and registers it as a new version of `model.registered_name` with the alias **contender**.
-        The version's tags link it to this run, its data fingerprint and its training snapshot
-        (`ct.reference`, the reference for later drift checks).
+        the most frequent value and one-hot encoded) and fits it on the training snapshot: this is the model
+        the evaluate stage judges on the holdout. With `model.training.refit` (the default) the model that is
+        registered is then refit on all windowed rows, holdout included, so it has learned from the newest
+        data too; the version's tags say so (`ct.refit`, `ct.gate_evaluated`). Rows newer than the champion's
+        training data are weighted up in runs started by a drift or performance trigger
+        (`model.training.on_change.recent_share`). The registered model is logged to MLflow as a new version
+        of `model.registered_name` with the alias **contender**. The version's tags link it to this run, its
+        data fingerprint and its training snapshot (`ct.reference`, the reference for later drift checks).
 
         | parameter | meaning |
         |---|---|
@@ -390,7 +427,8 @@ TRAIN = [
         | `model_params` | estimator parameters for this run only, over `model.params` (e.g. `{"max_iter": 50}`) |
 
         Records `model_version`, `mlflow_run_id`, `fit_seconds`, `features`, `categorical_features`,
-        `train_metrics`, `rows_train`.
+        `train_metrics`, `rows_train`, `refit`, `rows_fit`, `gate_model_path` (the model the gate evaluates,
+        when the registered one is a refit), `weighting`.
     """, note=True),
     parameters("""
         run_name = None  # MLflow run name. None: "train-<run id>"
@@ -399,15 +437,19 @@ TRAIN = [
     """),
     context("train"),
     code("""
+        import pickle
         import time
 
+        import pandas as pd
         from threadpoolctl import threadpool_limits
 
-        from ct_notebooks import datasets, evaluation, modeling
+        from ct_notebooks import datasets, evaluation, modeling, training
 
         target = config.data.target
+        time_column = config.data.time_column
         task = config.model.task
         metric_names = list(dict.fromkeys([config.model.primary_metric, *config.model.secondary_metrics]))
+        plan = training.TrainingPlan(**ctx.get("ingest", "plan"))
     """),
     md("""
         ## 1. Training data and features
@@ -417,6 +459,7 @@ TRAIN = [
     code("""
         # NBVAL_CHECK_OUTPUT
         train_path = ctx.file("ingest", "train_path")
+        holdout_path = ctx.file("ingest", "holdout_path")
         train = datasets.read_snapshot(train_path)
         labelled = train[train[target].notna()].reset_index(drop=True)
         features = datasets.feature_columns(config, labelled)
@@ -430,15 +473,43 @@ TRAIN = [
     """),
     md("""
         ## 2. Fit
+        First the model the gate judges: fitted on the training split only. Then, with
+        `model.training.refit`, the model to register: the same settings refit on training split and
+        holdout together.
     """),
     code("""
         model_config = config.model.model_copy(update={"params": {**config.model.params, **model_params}})
-        pipeline = modeling.build_pipeline(model_config, numeric, categorical)
+
+
+        def fit_on(rows):
+            weights = training.recent_weights(rows, time_column, plan)
+            pipeline = modeling.build_pipeline(model_config, numeric, categorical)
+            X_rows = modeling.prepare_features(rows[features], categorical)
+            with threadpool_limits(limits=threads):
+                return modeling.fit(pipeline, X_rows, rows[target], task=task, sample_weight=weights), weights
+
+
         started = time.perf_counter()
-        with threadpool_limits(limits=threads):
-            model = modeling.fit(pipeline, X, y, task=task)
+        gate_model, weights = fit_on(labelled)
+        weighting = None
+        if weights is not None:
+            new_rows = labelled[time_column] > pd.Timestamp(plan.new_since)
+            weighting = {"new_rows": int(new_rows.sum()), "recent_share": plan.recent_share,
+                         "new_row_weight": float(weights[new_rows.to_numpy()][0])}
+            print(f"{weighting['new_rows']} row(s) newer than the champion's data weighted to "
+                  f"{plan.recent_share:.0%} of the total (trigger {plan.trigger})")
+        model, fit_rows, gate_model_path = gate_model, labelled, None
+        if plan.refit:
+            holdout = datasets.read_snapshot(holdout_path)
+            fit_rows = pd.concat([labelled, holdout[holdout[target].notna()]], ignore_index=True)
+            model, _ = fit_on(fit_rows)
+            gate_model_path = ctx.path("models/gate-model.pkl")
+            gate_model_path.write_bytes(pickle.dumps(gate_model, protocol=pickle.HIGHEST_PROTOCOL))
         fit_seconds = round(time.perf_counter() - started, 3)
-        print(f"fitted {config.model.estimator} on {len(X)} rows in {fit_seconds:.2f} s")
+        X, y = modeling.prepare_features(fit_rows[features], categorical), fit_rows[target]
+        print(f"fitted {config.model.estimator} on {len(labelled)} rows for the gate"
+              + (f", refit on {len(fit_rows)} rows (holdout included) to register" if plan.refit else "")
+              + f" in {fit_seconds:.2f} s")
         model
     """),
     code("""
@@ -460,11 +531,26 @@ TRAIN = [
     code("""
         registry = ctx.registry()
         root = ctx.project.root
+        split_time = ctx.get("ingest", "split_time")
         tags = {
             "ct.data_fingerprint": ctx.get("ingest", "data_fingerprint"),
             "ct.reference": train_path.relative_to(root).as_posix(),
             "ct.archive_path": ctx.run_dir.resolve().relative_to(root).as_posix(),
+            training.TAG_DATA_TIME_MAX: fit_rows[time_column].max().isoformat(),
+            "ct.trigger": plan.trigger,
+            "ct.training_window": datasets.describe_window(plan.window),
+            "ct.refit": "true" if plan.refit else "false",
+            "ct.gate_evaluated": (
+                f"a model fitted on the {len(labelled)} training rows before {split_time} (holdout excluded); "
+                f"this version is its refit on {len(fit_rows)} rows, holdout included"
+                if plan.refit else f"this version, fitted on the {len(labelled)} training rows before {split_time}"
+            ) + (f"; rows newer than the champion's data carry {plan.recent_share:.0%} of the weight"
+                 if weighting is not None else ""),
         }
+        if plan.refit:
+            tags["ct.holdout_reference"] = holdout_path.relative_to(root).as_posix()
+        if weighting is not None:
+            tags["ct.recent_share"] = repr(plan.recent_share)
         if ctx.run_id:
             tags["ct.run_id"] = ctx.run_id
         else:
@@ -489,7 +575,11 @@ TRAIN = [
             features=features,
             categorical_features=categorical,
             train_metrics=train_metrics,
-            rows_train=len(X),
+            rows_train=len(labelled),
+            refit=plan.refit,
+            rows_fit=len(fit_rows),
+            gate_model_path=gate_model_path,
+            weighting=weighting,
         )
     """),
 ]
@@ -498,14 +588,19 @@ EVALUATE = [
     md("""
         # Evaluate: the model gate
 
-        Scores the **contender** (the version the train stage registered) and the current **champion** on
-        the same holdout, then applies the rule in `gates.model`:
+        Scores the **contender** and the current **champion** on the same holdout (the newest rows, which
+        neither was trained on), then applies the rule in `gates.model`:
 
         * the margin on `model.primary_metric` (oriented so that positive means the contender is better)
           must be at least `min_delta`;
         * a paired bootstrap (the same resampled rows for both models) gives the interval of that margin;
-          with `bootstrap.require_significant` its lower bound must be above 0;
+          with `bootstrap.require_significant` (the default) its lower bound must be above `min_delta`,
+          so a version moves only on evidence, not on noise;
         * guardrails: scoring latency per 1,000 rows and model size must stay within their limits.
+
+        When the registered version is a refit (`model.training.refit`), the contender judged here is the
+        model the train stage fitted without the holdout; the registered version is the same settings refit
+        with the holdout, and its latency and size are the ones checked.
 
         Without a champion the contender only has to pass the guardrails ("first model").
 
@@ -514,13 +609,15 @@ EVALUATE = [
         | `latency_repeats` | how many times the holdout is scored to time the contender; the fastest counts |
 
         Records `gate` (the full result), `blessed`, `rule`, `contender_metrics`, `champion_metrics`,
-        `champion_version`, `contender_version`, `comparison_png`.
+        `champion_version`, `contender_version`, `comparison_png`, `evaluated_model`.
     """, note=True),
     parameters("""
         latency_repeats = 3  # times the holdout is scored to measure latency; the fastest counts
     """),
     context("evaluate"),
     code("""
+        import pickle
+
         import matplotlib.pyplot as plt
         import pandas as pd
         from IPython.display import display
@@ -542,12 +639,20 @@ EVALUATE = [
         registry = ctx.registry()
         contender_version = int(ctx.get("train", "model_version"))
         contender_info = registry.version(contender_version)
-        contender = registry.load_model(contender_version)
+        registered = registry.load_model(contender_version)
+        contender = registered
+        evaluated_model = f"version {contender_version} as registered"
+        if ctx.get("train", "gate_model_path", None):
+            with open(ctx.file("train", "gate_model_path"), "rb") as handle:
+                contender = pickle.load(handle)  # written by this run's train stage
+            evaluated_model = (f"the model fitted without the holdout ({ctx.get('train', 'rows_train')} rows); "
+                               f"version {contender_version} is its refit on {ctx.get('train', 'rows_fit')} rows")
         champion_info = registry.champion()
         champion = registry.load_model(champion_info.version) if champion_info is not None else None
         champion_version = champion_info.version if champion_info is not None else None
         print(f"holdout: {len(holdout)} labelled rows")
         print(f"contender: version {contender_version}; champion: {champion_version or 'none yet'}")
+        print(f"judged: {evaluated_model}")
     """),
     code("""
         def score(model):
@@ -561,11 +666,11 @@ EVALUATE = [
             truth = holdout[target].to_numpy(dtype=float)
         contender_scores = score(contender)
         champion_scores = score(champion) if champion is not None else None
-        _, contender_categorical = modeling.feature_groups(contender)
+        _, contender_categorical = modeling.feature_groups(registered)
         latency = evaluation.latency_ms_per_1k_rows(
-            contender, modeling.prepare_features(holdout, contender_categorical), task=task, repeats=latency_repeats
+            registered, modeling.prepare_features(holdout, contender_categorical), task=task, repeats=latency_repeats
         )
-        size_bytes = contender_info.size_bytes or evaluation.pickled_size_bytes(contender)
+        size_bytes = contender_info.size_bytes or evaluation.pickled_size_bytes(registered)
         print(f"contender latency: {latency:.1f} ms per 1k rows; size {size_bytes / 1e6:.2f} MB")
     """),
     code("""
@@ -646,6 +751,7 @@ EVALUATE = [
             champion_version=champion_version,
             contender_version=contender_version,
             comparison_png=comparison_png,
+            evaluated_model=evaluated_model,
         )
     """),
 ]
@@ -657,6 +763,11 @@ REGISTER = [
         If the evaluate stage **blessed** the contender, it becomes the **champion** (the MLflow alias
         moves and the move is written to the project's alias audit log with the rule as the reason).
         Otherwise the version is tagged `ct.gate=rejected` with the rule, and the champion stays.
+
+        The move is a compare-and-swap on the champion the gate compared against: if the champion moved
+        after the evaluate stage (a rollback or another run's promotion), nothing moves and the run
+        records `rejected` with `stale_gate` naming both versions; run the pipeline again to compare
+        against the new champion.
         Either way the version is tagged with this run, its data fingerprint, its holdout metrics
         (`ct.metric.<name>`) and the run folder that holds its executed notebooks.
 
@@ -665,7 +776,9 @@ REGISTER = [
         | `dry_run` | only show the decision. `None`: a dry run when opened by hand, the real thing in a pipeline run |
 
         Records `outcome`: `{"decision": "promoted", "version", "previous", "reason", ...}` or
-        `{"decision": "rejected", "version", "champion", "reason", ...}`; the runner copies it into `run.json`.
+        `{"decision": "rejected", "version", "champion", "reason", ...}` (with `stale_gate:
+        {"compared_with", "champion"}` when the champion moved after the comparison); the runner
+        copies it into `run.json`.
     """, note=True),
     parameters("""
         dry_run = None  # True: only show the decision. None: dry run by hand, real in a pipeline run
@@ -675,16 +788,20 @@ REGISTER = [
         import pandas as pd
         from IPython.display import display
 
+        from ct_notebooks.errors import StaleGateDecision
+
         registry = ctx.registry()
         version = int(ctx.get("train", "model_version"))
         gate = ctx.get("evaluate", "gate")
         blessed = bool(ctx.get("evaluate", "blessed"))
         rule = gate["rule"]
         values = gate["values"]
+        compared_with = ctx.get("evaluate", "champion_version")  # the champion the gate compared against
         champion = registry.champion()
         previous = champion.version if champion is not None else None
         apply = (not ctx.interactive) if dry_run is None else not dry_run
-        print(f"contender: version {version}; champion: {previous or 'none'}")
+        print(f"contender: version {version}; champion: {previous or 'none'} (gate compared with "
+              f"{compared_with or 'none'})")
         print(f"model gate: {'blessed' if blessed else 'rejected'}: {rule}")
     """),
     md("""
@@ -731,12 +848,20 @@ REGISTER = [
         else:
             registry.set_tags(version, tags)
             if blessed:
-                if previous == version:
-                    print(f"version {version} already is the champion")
-                else:
-                    registry.promote(version, actor="ct-notebooks", reason=rule, run_id=ctx.run_id)
-                    print(f"promoted version {version} to champion (previous: {previous or 'none'})")
-                outcome = {"decision": "promoted", "version": version, "previous": previous, "reason": rule, **numbers}
+                try:
+                    if previous == version:
+                        print(f"version {version} already is the champion")
+                    else:
+                        registry.promote(version, actor="ct-notebooks", reason=rule, run_id=ctx.run_id,
+                                         expected_champion=compared_with)
+                        print(f"promoted version {version} to champion (previous: {previous or 'none'})")
+                    outcome = {"decision": "promoted", "version": version, "previous": previous, "reason": rule,
+                               **numbers}
+                except StaleGateDecision as stale:
+                    print(f"not promoted: {stale}")
+                    outcome = {"decision": "rejected", "version": version, "champion": stale.current,
+                               "reason": str(stale), "gate_rule": rule,
+                               "stale_gate": {"compared_with": stale.expected, "champion": stale.current}, **numbers}
             else:
                 print(f"rejected version {version}; champion stays {previous or 'unset'}")
                 outcome = {"decision": "rejected", "version": version, "champion": previous, "reason": rule, **numbers}
@@ -904,9 +1029,11 @@ DRIFT = [
         # Drift: has the data moved away from what the champion learned?
 
         Compares the scored batch with the champion's training snapshot (its `ct.reference` tag), column by
-        column with Evidently's default tests (computed directly, fast), and compares the champion's score
+        column with the tests of the `drift` section of `ct.yaml` (default: Evidently's choice, computed
+        directly, fast), weighs each column by how much the champion relies on it (**feature importance**:
+        how much its scores move when the column is shuffled), and compares the champion's score
         distribution on both (**prediction drift**). An Evidently report is written for reading.
-        Triggers read `drift_share` and `dataset_drift` to decide whether to retrain.
+        Drift rules read `weighted_drift_share` (or `drift_share`), `drifted_columns` and `prediction_drift`.
 
         | parameter | meaning |
         |---|---|
@@ -914,8 +1041,10 @@ DRIFT = [
         | `drift_report` | write the Evidently report `reports/data-drift.html` / `.json` |
         | `report_max_rows` | Evidently runs on a seeded sample above this many rows (it is slow on big data) |
 
-        Records `drift_share`, `dataset_drift`, `drifted_columns`, `columns` (one entry per column),
-        `prediction_drift`, `report_html`, `share_threshold`, `champion_version`, `reference`, `skipped_columns`.
+        Records `drift_share`, `weighted_drift_share`, `dataset_drift`, `drifted_columns`, `drivers` (the drifted
+        columns, most important first), `columns` (one entry per column, with its test and weight), `importance`,
+        `weighting`, `prediction_drift`, `report_html`, `share_threshold`, `champion_version`, `reference`,
+        `skipped_columns`, `batch`.
     """, note=True),
     parameters("""
         share_threshold = None  # dataset drift at this share of drifted features. None: gates.data.max_drift_share
@@ -927,10 +1056,14 @@ DRIFT = [
         import matplotlib.pyplot as plt
         from IPython.display import display
 
+        import json
+
         from ct_notebooks import datasets, drift, modeling
+        from ct_notebooks.archive import atomic_write_json
         from ct_notebooks.errors import CTError
 
         threshold = config.gates.data.max_drift_share if share_threshold is None else share_threshold
+        settings = config.drift
     """),
     md("""
         ## 1. Reference and current data
@@ -959,15 +1092,39 @@ DRIFT = [
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
+        task = config.model.task
         skipped = [c for c in columns if not (current[c].notna().any() and reference[c].notna().any())]
         checked = [c for c in columns if c not in skipped]
+        tests = settings.tests_for({c: "cat" if c in categorical else "num" for c in checked})
+        importance = None
+        if settings.weighting == "importance":  # measured once per champion version, then read from .ct/
+            cache = ctx.project.state_dir / "importance" / f"v{version}-{settings.importance_rows}.json"
+            key = {"reference": reference_tag, "columns": checked}
+            cached = json.loads(cache.read_text()) if cache.is_file() else {}
+            importance = cached.get("importance") if cached.get("key") == key else None
+            if importance is None:
+                importance = drift.feature_importance(
+                    lambda frame: modeling.predict_scores(
+                        model, modeling.prepare_features(frame, categorical), task=task),
+                    reference, checked, rows=settings.importance_rows,
+                )
+                atomic_write_json(cache, {"key": key, "importance": importance})
         result = drift.drift_check(
             reference, current, columns=checked, categorical=[c for c in checked if c in categorical],
-            numerical=[c for c in checked if c not in categorical], share_threshold=threshold,
+            numerical=[c for c in checked if c not in categorical], share_threshold=threshold, tests=tests,
+            weights=importance,
         )
         print(f"{result.drift_share:.0%} of {len(checked)} feature columns drifted "
               f"(dataset drift at {threshold:.0%}: {'yes' if result.dataset_drift else 'no'})")
-        print(f"drifted: {', '.join(result.drifted_columns()) or 'none'}")
+        if result.weighted_share is not None:
+            print(f"weighted by feature importance: {result.weighted_share:.0%} of the champion's reliance drifted")
+        drivers = [
+            {k: c.to_dict()[k] for k in ("column", "weight", "stattest", "score", "threshold")}
+            for c in result.drivers()
+        ]
+        print("drifted: " + (", ".join(
+            c.column + (f" (weight {c.weight:.2f})" if c.weight is not None else "") for c in result.drivers()
+        ) or "none"))
         if skipped:
             print(f"not compared (no values): {', '.join(skipped)}")
     """),
@@ -980,7 +1137,6 @@ DRIFT = [
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
-        task = config.model.task
         reference_scores = modeling.predict_scores(
             model, modeling.prepare_features(reference, categorical), task=task
         )
@@ -1007,7 +1163,7 @@ DRIFT = [
                 reference, current, name="data-drift", columns=checked,
                 categorical=[c for c in checked if c in categorical],
                 numerical=[c for c in checked if c not in categorical],
-                max_rows=report_max_rows, share_threshold=threshold,
+                max_rows=report_max_rows, share_threshold=threshold, tests=tests,
             )
             report_html = report.html_path
             print(drift.describe_report(report, ctx.run_dir))
@@ -1015,8 +1171,13 @@ DRIFT = [
     code("""
         ctx.record(
             drift_share=float(result.drift_share),
+            weighted_drift_share=result.weighted_share,
             dataset_drift=bool(result.dataset_drift),
             drifted_columns=result.drifted_columns(),
+            drivers=drivers,
+            importance=importance,
+            weighting=settings.weighting,
+            batch=ctx.get("score", "batch"),
             columns=result.to_dict()["columns"],
             prediction_drift=prediction.to_dict(),
             report_html=report_html,
@@ -1101,8 +1262,9 @@ PERFORMANCE = [
             table = pd.DataFrame({"this batch": metrics, f"champion v{info.version} holdout": champion_metrics})
             display(table)
             if delta_primary is not None:
-                word = "worse" if degradation > 0 else "better or equal"
-                print(f"{primary}: {delta_primary:+.4f} against the champion's holdout ({word})")
+                word = f"worse by {degradation:.4f}" if degradation > 0 else "better or equal"
+                print(f"{primary} {metrics[primary]:.4f} on this batch, {champion_metrics[primary]:.4f} on the "
+                      f"champion's holdout: {delta_primary:+.4f} ({word})")
     """),
     code("""
         if measured and any(v is not None for v in champion_metrics.values()):

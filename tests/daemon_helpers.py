@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import nbformat
 import numpy as np
 import pandas as pd
+import psutil
 import yaml
 
 from ct_notebooks.archive import Archive
@@ -176,6 +178,28 @@ def store(project: Project) -> Store:
 def idle(project: Project) -> bool:
     """No job queued or running."""
     return not store(project).jobs(states=("queued", "running"))
+
+
+def tagged_processes(tag: str) -> list[psutil.Process]:
+    """Live (not zombie) processes whose environment carries ``CTN_PROCESS_TAG=tag``: a process and every
+    process it started, however they detached (new sessions, re-parented orphans)."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("CTN_PROCESS_TAG") == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def zombie_children(pid: int) -> list[psutil.Process]:
+    """Children of ``pid`` that exited and were not waited for."""
+    out = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children():
+            with contextlib.suppress(psutil.Error):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    out.append(child)
+    return out
 
 
 def write_slowly(path: Path, data: bytes, *, pieces: int, pause: float) -> None:

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from ct_notebooks.drift import (
     defer_evidently_report,
     drift_check,
     evidently_report,
+    feature_importance,
     prediction_drift,
     render_deferred_report,
 )
@@ -457,3 +459,113 @@ def test_large_frames_give_the_same_result_with_and_without_threads() -> None:
     assert len(result.columns) == 20
     assert drift_check(reference, current, n_jobs=1) == result  # threads change nothing
     assert all(math.isfinite(c.score) for c in result.columns)
+
+
+# -- configured tests, weights, importance --------------------------------------------------------------
+@pytest.mark.parametrize("n", [600, 5000])
+def test_configured_tests_and_thresholds_match_evidently(tmp_path: Path, n: int) -> None:
+    rng = np.random.default_rng(21)
+    reference = make_frame(n, rng, shifted=False)
+    current = make_frame(n, rng, shifted=True)
+    tests = {"num_shift": ("psi", 0.05), "num_nan_shift": ("jensenshannon", None), "num_few_shift": ("psi", None),
+             "int_many": ("ks", 0.01), "num_tiny_shift": ("wasserstein", 0.01), "cat_shift": ("psi", 0.2),
+             "cat_same": ("jensenshannon", 0.05), "cat_binary": ("z", 0.001), "cat_new_level": ("chisquare", None),
+             "num_same": ("auto", 0.5)}
+    columns = list(tests)
+    kinds = {"categorical": [c for c in columns if c.startswith("cat")],
+             "numerical": [c for c in columns if not c.startswith("cat")]}
+    fast = drift_check(reference, current, columns=columns, tests=tests, **kinds)
+    assert [c.stattest for c in fast.columns][:4] == ["psi", "jensenshannon", "psi", "ks"]
+    assert fast.column("num_same").threshold == 0.5 and fast.column("num_shift").threshold == 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = evidently_report(reference, current, tmp_path, columns=columns, tests=tests, **kinds)
+    assert_same_verdicts(fast, report.result)
+
+
+def test_a_test_that_does_not_fit_the_column_type_is_refused() -> None:
+    rng = np.random.default_rng(22)
+    frame = make_frame(300, rng, shifted=False)
+    with pytest.raises(DriftError, match=r"column 'num_shift' is numerical: stattest 'chisquare' does not apply"):
+        drift_check(frame, frame, columns=["num_shift"], tests={"num_shift": ("chisquare", None)})
+    with pytest.raises(DriftError, match=r"column 'cat_shift' is categorical: stattest 'ks'"):
+        drift_check(frame, frame, columns=["cat_shift"], tests={"cat_shift": ("ks", None)})
+
+
+def test_weights_give_the_weighted_share_and_the_drivers() -> None:
+    rng = np.random.default_rng(23)
+    reference = make_frame(2000, rng, shifted=False)
+    current = make_frame(2000, rng, shifted=True)
+    columns = ["num_same", "num_shift", "cat_shift"]
+    result = drift_check(reference, current, columns=columns, weights={"num_same": 6, "num_shift": 1, "cat_shift": 3})
+    assert result.drifted_columns() == ["num_shift", "cat_shift"] and result.drift_share == pytest.approx(2 / 3)
+    assert result.weighted_share == pytest.approx(0.4)
+    assert [c.column for c in result.drivers()] == ["cat_shift", "num_shift"]
+    assert result.column("num_same").weight == pytest.approx(0.6)
+    assert result.to_dict()["weighted_share"] == pytest.approx(0.4) and "weight" in result.to_frame().columns
+    nothing = drift_check(reference, current, columns=columns, weights={"num_same": 0.0})
+    assert nothing.weighted_share == pytest.approx(2 / 3)  # no usable weight: every column counts the same
+    assert drift_check(reference, current, columns=columns).weighted_share is None
+
+
+def _seasonal_data(n: int, rng: np.random.Generator, *, season: float, income_shift: float) -> pd.DataFrame:
+    """``income`` drives the label; ``temperature`` follows the season and barely matters."""
+    income = rng.normal(50 + income_shift, 10, n)
+    temperature = rng.normal(12 + season, 6, n)
+    region = rng.choice(["north", "south", "east"], n)
+    logit = (income - 50) / 4 + 0.02 * (temperature - 12)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"income": income, "temperature": temperature, "region": region, "y": y})
+
+
+def test_a_season_in_a_minor_feature_on_a_large_batch_does_not_fire_but_a_shift_in_a_key_feature_does() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from ct_notebooks.drift_config import DriftConfig
+    from ct_notebooks.trigger_config import DriftRule
+    from ct_notebooks.triggers import evaluate_drift
+
+    rng = np.random.default_rng(24)
+    reference = _seasonal_data(20_000, rng, season=0.0, income_shift=0.0)
+    features = ["income", "temperature"]
+    model = LogisticRegression().fit(reference[features], reference["y"])
+    importance = feature_importance(lambda f: model.predict_proba(f[features])[:, 1], reference, features)
+    assert importance["income"] > 0.9 and importance["temperature"] < 0.1
+    tests = DriftConfig().tests_for({"income": "num", "temperature": "num", "region": "cat"})
+    weights = {**importance, "region": 0.0}
+    rule = DriftRule(kind="drift", share=0.3)
+
+    def decide(current: pd.DataFrame) -> tuple[DriftResult, Any]:
+        result = drift_check(reference, current, columns=[*features, "region"], tests=tests, weights=weights)
+        measured = {"drift_share": result.drift_share, "weighted_drift_share": result.weighted_share,
+                    "drifted_columns": result.drifted_columns(), "columns": result.to_dict()["columns"]}
+        return result, evaluate_drift("shift", rule, measured, batch_key="k", now=datetime.now(UTC))
+
+    summer = _seasonal_data(200_000, rng, season=5.0, income_shift=0.3)  # a season, and a tiny real shift
+    result, decision = decide(summer)
+    assert result.drifted_columns() == ["temperature"] and result.drift_share >= rule.share  # unweighted: fire
+    assert not decision.fired and "by importance" in decision.reason
+    assert decision.values["drivers"][0]["column"] == "temperature"
+    # a p-value test on this large batch would call the tiny income shift drift; the default does not
+    assert drift_check(reference, summer, columns=["income"], tests={"income": ("ks", None)}).dataset_drift
+
+    crisis = _seasonal_data(5_000, rng, season=0.0, income_shift=-8.0)
+    result, decision = decide(crisis)
+    assert result.drifted_columns() == ["income"] and decision.fired
+    assert decision.values["drivers"][0]["column"] == "income" and "income (weight 0.9" in decision.reason
+
+
+def test_feature_importance_is_seeded_and_cheap_on_large_frames() -> None:
+    rng = np.random.default_rng(25)
+    frame = pd.DataFrame({"a": rng.normal(size=50_000), "b": rng.normal(size=50_000), "c": rng.normal(size=50_000)})
+    calls: list[int] = []
+
+    def predict(f: pd.DataFrame) -> np.ndarray:
+        calls.append(len(f))
+        return np.asarray(2 * f["a"] + 0.5 * f["b"])
+
+    first = feature_importance(predict, frame, ["a", "b", "c"], rows=1000)
+    assert calls == [1000, 3000]  # the sample, then all shuffled copies in one call
+    assert first == feature_importance(predict, frame, ["a", "b", "c"], rows=1000)
+    assert sum(first.values()) == pytest.approx(1.0) and first["c"] == 0.0 and first["a"] > 3 * first["b"]
+    assert feature_importance(lambda f: np.zeros(len(f)), frame, ["a"]) == {"a": 0.0}

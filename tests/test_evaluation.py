@@ -88,8 +88,10 @@ def test_better_contender_is_promoted_with_interval(labelled: tuple[np.ndarray, 
     assert 0 < boot["low"] < values["margin"] < boot["high"]
     assert boot["p_better"] == 1.0
     assert values["checks"] == {"min_delta": True, "significance": True, "latency": None, "size": None}
-    assert result.rule.startswith(f"promote: roc_auc {auc_strong:.4f} vs champion {auc_weak:.4f}, margin +")
-    assert "95% bootstrap interval [+" in result.rule
+    assert result.rule == (
+        f"promote: roc_auc {auc_strong:.4f} vs champion {auc_weak:.4f}, margin {auc_strong - auc_weak:+.4f}, "
+        f"95% interval [{boot['low']:+.4f}, {boot['high']:+.4f}] above min_delta 0.01 (higher is better)"
+    )
     json.dumps(result.to_dict(), allow_nan=False)
     again = evaluation.compare(weak, strong, y, gate, "roc_auc", ["accuracy", "log_loss"])
     assert again.values["bootstrap"] == boot  # seeded
@@ -103,10 +105,12 @@ def test_worse_contender_is_rejected_and_the_rule_names_the_numbers(
     margin = skm.roc_auc_score(y, weak) - skm.roc_auc_score(y, strong)
     assert not result.passed
     assert result.values["margin"] == pytest.approx(margin, abs=1e-12)
-    assert result.values["bootstrap"]["high"] < 0
+    boot = result.values["bootstrap"]
+    assert boot["high"] < 0
     assert result.rule == (
-        f"reject: roc_auc margin {margin:+.4f} < min_delta 0 (contender {skm.roc_auc_score(y, weak):.4f} "
-        f"vs champion {skm.roc_auc_score(y, strong):.4f}; higher is better)"
+        f"reject: roc_auc margin {margin:+.4f} < min_delta 0, 95% interval [{boot['low']:+.4f}, {boot['high']:+.4f}] "
+        f"(contender {skm.roc_auc_score(y, weak):.4f} vs champion {skm.roc_auc_score(y, strong):.4f}; "
+        "higher is better)"
     )
     assert result.violations == [result.rule]
 
@@ -120,15 +124,49 @@ def test_lower_is_better_metric_is_oriented(labelled: tuple[np.ndarray, np.ndarr
     assert "(lower is better)" in result.rule
 
 
-def test_tie_passes_min_delta_zero_but_not_significance(labelled: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+def test_tie_passes_min_delta_zero_only_without_significance(
+    labelled: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
     y, weak, _ = labelled
-    plain = evaluation.compare(weak, weak, y, ModelGateConfig(), "roc_auc")
+    plain = evaluation.compare(weak, weak, y, ModelGateConfig(bootstrap={"require_significant": False}), "roc_auc")
     assert plain.passed and plain.values["margin"] == 0.0
-    strict = evaluation.compare(weak, weak, y, ModelGateConfig(bootstrap={"require_significant": True}), "roc_auc")
-    assert not strict.passed
+    assert plain.rule.endswith("margin +0.0000 >= min_delta 0; 95% interval [+0.0000, +0.0000] (higher is better)")
+    strict = evaluation.compare(weak, weak, y, ModelGateConfig(), "roc_auc")
+    assert not strict.passed and strict.values["checks"]["significance"] is False
     assert strict.values["bootstrap"]["low"] == 0.0 and strict.values["bootstrap"]["high"] == 0.0
-    assert strict.rule == ("reject: the 95% bootstrap interval of the roc_auc margin [+0.0000, +0.0000] "
-                           "does not lie above 0 (bootstrap.require_significant)")
+    auc = skm.roc_auc_score(y, weak)
+    assert strict.rule == (f"reject: roc_auc margin +0.0000, 95% interval [+0.0000, +0.0000] not above min_delta 0: "
+                           f"not enough evidence on 3000 holdout rows (contender {auc:.4f} vs champion {auc:.4f}; "
+                           "higher is better)")
+
+
+def test_default_gate_rejects_noise_and_promotes_a_real_gain() -> None:
+    """An equally good model that looks better by luck is not promoted by default; a clear gain is."""
+    rng = np.random.default_rng(14)
+    n = 400  # a holdout of realistic size: half of one new batch
+    y = rng.integers(0, 2, n)
+    champion = rng.normal(0.5 * y, 1.0)
+    lucky = rng.normal(0.5 * y, 1.0)  # the same signal strength: any margin is noise
+    better = rng.normal(1.2 * y, 1.0)  # ROC AUC about 0.80 against about 0.64
+    gate = ModelGateConfig()
+    assert gate.bootstrap.require_significant and gate.bootstrap.samples == 1000 and gate.min_delta == 0
+    wobble = evaluation.compare(champion, lucky, y, gate, "roc_auc")
+    assert not wobble.passed and wobble.values["margin"] > 0.02
+    low, high = wobble.values["bootstrap"]["low"], wobble.values["bootstrap"]["high"]
+    assert low < 0 < high and f"95% interval [{low:+.4f}, {high:+.4f}] not above min_delta 0" in wobble.rule
+    point_only = evaluation.compare(champion, lucky, y, gate.model_copy(
+        update={"bootstrap": gate.bootstrap.model_copy(update={"require_significant": False})}), "roc_auc")
+    assert point_only.passed  # what the margin alone would have promoted
+    real = evaluation.compare(champion, better, y, gate, "roc_auc")
+    assert real.passed and real.values["bootstrap"]["low"] > 0
+    assert real.rule.startswith("promote: roc_auc ") and "above min_delta 0 (higher is better)" in real.rule
+
+
+def test_bootstrap_off_falls_back_to_the_point_margin(labelled: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    y, weak, strong = labelled
+    result = evaluation.compare(weak, strong, y, ModelGateConfig(bootstrap={"samples": 0}), "roc_auc")
+    assert result.passed and result.values["bootstrap"] is None and result.values["checks"]["significance"] is None
+    assert "interval" not in result.rule
 
 
 def test_first_model_passes_on_guardrails_only(labelled: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:

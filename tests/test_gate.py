@@ -48,3 +48,71 @@ def test_gate_promotes_better_and_rejects_worse(small_project_factory: Callable[
         assert registry.version(3).tags["ct.gate"] == "rejected"
     moves = [(m.alias, m.to_version) for m in registry.audit_log("champion")]
     assert moves == [("champion", 1), ("champion", 2)]
+
+
+def _interlude_notebook(path: Path) -> None:
+    """A stage that rolls the champion back from another process (``ctn rollback``)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[
+        new_code_cell("ct_context = {}", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "import subprocess, sys\n"
+            "from ct_notebooks import stage\n"
+            "ctx = stage.context(ct_context, stage='interlude')\n"
+            "done = subprocess.run([sys.executable, '-m', 'ct_notebooks.cli', 'rollback', '--project',\n"
+            "                       str(ctx.project.root), '--reason', 'rolled back during the run'],\n"
+            "                      capture_output=True, text=True)\n"
+            "assert done.returncode == 0, done.stderr\n"
+            "ctx.record(rollback=done.stdout.strip())"
+        ),
+    ])
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(notebook, path)
+
+
+def test_register_refuses_a_gate_decision_made_against_a_champion_that_moved(
+    small_project_factory: Callable[..., Path],
+) -> None:
+    """A rollback between evaluate and register: register refuses, naming both champions; nothing moves."""
+    from credit_data import small_config
+
+    from ct_notebooks import datasets, modeling
+
+    names = ["ingest", "validate", "train", "evaluate", "interlude", "register"]
+    config = small_config(
+        gates={"data": {"max_drift_share": 1.0},
+               "model": {"min_delta": -1.0, "bootstrap": {"samples": 20}, "max_latency_ms_per_1k_rows": None}},
+        pipelines={"train": {"stages": [{"name": n, "notebook": f"notebooks/{n}.ipynb"} for n in names]}},
+        runner={"html": False},
+    )
+    root = small_project_factory(batches=1, rows=400, config=config)
+    _interlude_notebook(root / "notebooks" / "interlude.ipynb")
+    project = Project.load(root)
+    registry = _registry(project)
+    # two earlier champions, v1 then v2, trained here the way the train stage does
+    frame = datasets.read_batch(next(project.incoming_dir.glob("*.csv")), project.config)
+    X = frame[["age", "income", "credit_score", "debt_to_income", "employment_type", "region"]]
+    model = modeling.fit(modeling.build_pipeline(project.config, ["age", "income", "credit_score", "debt_to_income"],
+                                                 ["employment_type", "region"]),
+                         modeling.prepare_features(X, ["employment_type", "region"]), frame["default"],
+                         task="classification")
+    for version in (1, 2):
+        registry.log_and_register(model, run_name=f"v{version}", params={}, metrics={}, input_example=None,
+                                  tags={"ct.gate": "passed"})
+        registry.promote(version, actor="test", reason=f"v{version}")
+
+    with Runner(project, html=False) as runner:
+        record = runner.run("train")
+    assert record.status == RunStatus.SUCCEEDED, record.error
+    assert record.stage("evaluate").outputs["champion_version"] == 2
+    assert record.stage("interlude").outputs["rollback"] == "champion: v2 -> v1"
+    assert record.outcome == Outcome.REJECTED
+    detail = record.outcome_detail
+    assert detail["stale_gate"] == {"compared_with": 2, "champion": 1} and detail["version"] == 3
+    assert "compared it with champion v2, but the champion is now v1" in detail["reason"]
+    champion = registry.champion()
+    assert champion is not None and champion.version == 1
+    assert [(m.action, m.to_version) for m in registry.audit_log("champion")] == [
+        ("promote", 1), ("promote", 2), ("rollback", 1)]

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ct_notebooks.errors import PromotionRefused, RegistryError
+from ct_notebooks.errors import PromotionRefused, RegistryError, StaleGateDecision
 from ct_notebooks.registry import (
     AliasMove,
     ModelVersionInfo,
@@ -443,3 +443,218 @@ def test_processes_opening_a_fresh_store_at_once_all_succeed(tmp_path: Path) -> 
     for child, (out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err[-2000:]
         assert out.strip() == "None"
+
+
+# -- rollback goes through the gate: only to an earlier champion or a blessed version, else forced ----------------
+def _versions_for_rollback(reg: Registry, trained: Trained) -> None:
+    """v1 and v2 were champions; v3 has no gate verdict; v4 the gate rejected; v5 the gate blessed."""
+    for _ in range(5):
+        log(reg, trained)
+    reg.set_tags(1, {"ct.gate": "passed"})
+    reg.set_tags(2, {"ct.gate": "passed"})
+    reg.set_tags(4, {"ct.gate": "rejected", "ct.gate_reason": "roc_auc 0.61 < champion 0.70"})
+    reg.set_tags(5, {"ct.gate": "passed", "ct.gate_reason": "roc_auc 0.72 >= champion 0.70"})
+    reg.promote(1, actor="ci", reason="first")
+    reg.promote(2, actor="ci", reason="better")
+
+
+def test_rollback_to_a_version_never_champion_nor_blessed_needs_force(reg: Registry, trained: Trained) -> None:
+    _versions_for_rollback(reg, trained)
+    for version, why in ((3, "the model gate never blessed it"), (4, r"the model gate rejected it \(roc_auc 0.61")):
+        with pytest.raises(PromotionRefused, match=rf"roll back model 'churn' to version {version}: it was never "
+                                                   rf"champion and {why}.*; pass force=True to override"):
+            reg.rollback(actor="oncall", reason="panic", to_version=version)
+        assert reg.rollback_refusal(version) is not None
+    assert reg.champion() == reg.version(2) and len(reg.audit_log("champion")) == 2
+
+    blessed = reg.rollback(actor="oncall", reason="v5 passed the gate", to_version=5)
+    assert (blessed.from_version, blessed.to_version, blessed.forced) == (2, 5, False)
+    earlier = reg.rollback(actor="oncall", reason="back to v1", to_version=1)
+    assert (earlier.to_version, earlier.forced) == (1, False)
+
+    forced = reg.rollback(actor="oncall", reason="incident", to_version=4, force=True)
+    assert (forced.from_version, forced.to_version, forced.action, forced.forced) == (1, 4, "rollback", True)
+    assert forced.reason.startswith("incident [forced: it was never champion and the model gate rejected it")
+    assert reg.audit_log("champion")[-1] == forced and reg.champion() == reg.version(4)
+    # once champion, a version is a rollback target like any earlier champion
+    assert reg.rollback_refusal(4) is None
+    assert reg.rollback(actor="oncall", reason="v2 again", to_version=2).forced is False
+    assert not reg.rollback(actor="oncall", reason="v4 again", to_version=4).forced
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from ct_notebooks.cli import main
+
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_rollback_and_promote_refusals_name_the_force_flag(small_project: Path, trained: Trained) -> None:
+    from ct_notebooks.project import Project
+
+    reg = Project.load(small_project).registry()
+    _versions_for_rollback(reg, trained)
+    where = ("--project", str(small_project))
+
+    code, out, err = _cli("rollback", "--to", "4", *where)
+    assert code != 0 and out == ""
+    assert "to version 4: it was never champion and the model gate rejected it" in err
+    assert "pass --force to override" in err and "force=True" not in err
+    code, _, err = _cli("promote", "4", *where)
+    assert code != 0 and "pass --force to override" in err and "force=True" not in err
+    assert reg.champion() == reg.version(2)
+
+    code, out, _ = _cli("rollback", "--to", "4", "--force", "--reason", "incident 17", *where)
+    assert code == 0 and out.strip() == "champion: v2 -> v4 (forced)"
+    last = reg.audit_log("champion")[-1]
+    assert (last.action, last.to_version, last.forced, last.actor) == ("rollback", 4, True, "cli")
+    assert last.reason.startswith("incident 17 [forced:")
+    code, out, _ = _cli("rollback", *where)  # to the previous champion: no force needed
+    assert code == 0 and out.strip() == "champion: v4 -> v2"
+
+
+def test_dashboard_rollback_to_an_unblessed_version_asks_for_force(small_project: Path, trained: Trained) -> None:
+    from ct_notebooks.dashboard import RegistryPanel
+    from ct_notebooks.project import Project
+
+    project = Project.load(small_project)
+    _versions_for_rollback(project.registry(), trained)
+    panel = RegistryPanel(project)
+    assert panel.champion == 2 and [v for _, v in panel.rollback_to.options] == [None, 5, 4, 3, 1]
+
+    panel.rollback_to.value = 3
+    panel.request_rollback()
+    assert panel.pending == ("rollback", 3) and "will be refused" in panel.question.value
+    assert panel.confirm() is None
+    assert "never champion" in panel.message.value and "tick &#x27;force&#x27; to override" in panel.message.value
+    assert panel.champion == 2 and len(panel.registry.audit_log("champion")) == 2
+
+    panel.force.value = True
+    panel.reason.value = "canary of v3"
+    panel.request_rollback(3)
+    assert "Forced:" in panel.question.value
+    move = panel.confirm()
+    assert move is not None and (move.from_version, move.to_version, move.forced) == (2, 3, True)
+    assert panel.champion == 3 and "(forced)" in panel.message.value and "(forced)" in panel.audit.value
+    assert move.actor.startswith("dashboard") and move.reason.startswith("canary of v3 [forced:")
+
+
+# -- the gate's decision is a compare-and-swap on the champion it compared against -----------------------------------
+def test_promote_refuses_when_the_champion_moved_after_the_comparison(reg: Registry, trained: Trained) -> None:
+    _versions_for_rollback(reg, trained)
+    reg.rollback(actor="oncall", reason="v2 misbehaves")  # champion v2 -> v1 after a gate compared v5 with v2
+    with pytest.raises(StaleGateDecision, match=r"version 5: the model gate compared it with champion v2, but the "
+                                                r"champion is now v1") as info:
+        reg.promote(5, actor="ct-notebooks", reason="gate", expected_champion=2)
+    assert (info.value.expected, info.value.current) == (2, 1)
+    assert reg.champion() == reg.version(1) and reg.audit_log("champion")[-1].action == "rollback"
+    reg.clear_alias("champion", actor="oncall", reason="no champion")
+    with pytest.raises(StaleGateDecision, match=r"compared it with champion v1, but the champion is now none"):
+        reg.promote(5, actor="ct-notebooks", reason="gate", expected_champion=1)
+    move = reg.promote(5, actor="ct-notebooks", reason="first model", expected_champion=None)
+    assert (move.from_version, move.to_version) == (None, 5)
+    assert reg.promote(3, actor="ct-notebooks", reason="gate", expected_champion=5).to_version == 3
+
+
+# -- the alias audit log: schema version, migration of the unversioned format, hash chain -----------------------------
+_V1_LINES = [
+    {"at": "2026-11-20T10:00:00.000Z", "model": "churn", "alias": "champion", "from_version": None,
+     "to_version": 1, "actor": "cli", "reason": "first", "run_id": None, "action": "promote"},
+    {"at": "2026-11-21T10:00:00.000Z", "model": "churn", "alias": "champion", "from_version": 1,
+     "to_version": 2, "actor": "cli", "reason": "better [forced past gate rejection: x]", "run_id": "r2",
+     "action": "promote"},
+]
+
+
+def test_audit_log_migrates_the_unversioned_format_and_chains_every_line(reg: Registry, trained: Trained) -> None:
+    from ct_notebooks import alias_audit
+
+    log(reg, trained)
+    log(reg, trained)
+    reg.promote(1, actor="ci", reason="first")
+    reg.promote(2, actor="ci", reason="second")
+    reg.audit_path.write_text("".join(json.dumps(line) + "\n" for line in _V1_LINES))  # the previous format
+    moves = reg.audit_log("champion")
+    assert [(m.to_version, m.forced, m.actor) for m in moves] == [(1, False, "cli"), (2, False, "cli")]
+    assert reg.audit_chain_breaks() == []  # unversioned lines carry no chain to check
+
+    reg.rollback(actor="oncall", reason="v2 off")
+    records = [json.loads(line) for line in reg.audit_path.read_text().splitlines()]
+    assert [r["schema_version"] for r in records] == [alias_audit.AUDIT_SCHEMA_VERSION] * 3
+    assert [r["to_version"] for r in records] == [1, 2, 1] and records[0]["prev"] == ""
+    assert reg.audit_chain_breaks() == []
+
+    lines = reg.audit_path.read_text().splitlines()
+    lines[1] = lines[1].replace('"cli"', '"mallory"')
+    reg.audit_path.write_text("\n".join(lines) + "\n")
+    assert reg.audit_chain_breaks() == [
+        "line 3: 'prev' does not match the line before it (a line was changed, removed or inserted)"
+    ]
+
+
+def test_audit_log_of_a_newer_schema_is_refused_for_reading_and_writing(reg: Registry, trained: Trained) -> None:
+    log(reg, trained)
+    log(reg, trained)
+    reg.promote(1, actor="ci", reason="first")
+    newer = {**_V1_LINES[0], "schema_version": 3, "prev": ""}
+    reg.audit_path.write_text(json.dumps(newer) + "\n")
+    with pytest.raises(RegistryError, match=r"line 1 has schema version 3, newer than this ct-notebooks reads "
+                                            r"\(up to 2\): upgrade ct-notebooks"):
+        reg.audit_log()
+    with pytest.raises(RegistryError, match=r"could not record the move .* schema version 3.*the alias was put back"):
+        reg.promote(2, actor="ci", reason="second")
+    assert reg.champion() == reg.version(1)
+    assert json.loads(reg.audit_path.read_text()) == newer
+
+
+def test_audit_log_append_after_a_torn_line_keeps_the_chain(reg: Registry, trained: Trained) -> None:
+    log(reg, trained)
+    log(reg, trained)
+    with reg.audit_path.open("a") as fh:
+        fh.write('{"at": "2026-11-26T10:00:00.000Z", "model": "ch')  # a crash mid-append
+    reg.promote(1, actor="ci", reason="first")
+    assert [m.action for m in reg.audit_log()] == ["register", "register", "promote"]
+    assert reg.audit_chain_breaks() == []
+
+
+# -- a project folder can be moved: the store's artifact locations follow it -----------------------------------------
+def test_moved_project_loads_its_champion_and_writes_only_inside_the_new_folder(
+    tmp_path: Path, trained: Trained
+) -> None:
+    import sqlite3
+
+    from credit_data import build_small_project
+
+    from ct_notebooks.project import Project
+
+    old = build_small_project(tmp_path / "old" / "project", batches=1, rows=50)
+    reg = Project.load(old).registry()
+    log(reg, trained)
+    reg.promote(1, actor="ci", reason="first")
+
+    new = tmp_path / "new" / "project"
+    shutil.copytree(old, new, symlinks=True)  # cp -a
+    shutil.rmtree(tmp_path / "old")
+    moved = Project.load(new).registry()
+    champion = moved.load_model("champion")
+    assert (champion.predict(trained.X) == trained.model.predict(trained.X)).all()
+    v2 = log(moved, trained)
+    moved.promote(2, actor="ci", reason="second")
+    assert (moved.load_model(1).predict(trained.X) == trained.model.predict(trained.X)).all()
+    assert moved.load_model("champion") is not None and v2.version == 2
+
+    assert not (tmp_path / "old").exists()  # nothing was written at the old place
+    with sqlite3.connect(new / ".ct" / "mlflow.db") as con:
+        stored = [
+            str(value)
+            for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                                  ("logged_models", "artifact_location"), ("model_versions", "storage_location"))
+            for (value,) in con.execute(f"SELECT {column} FROM {table}")
+        ]
+    assert len(stored) >= 7 and all(str(new / ".ct" / "mlartifacts") in value for value in stored), stored
+    assert len(list((new / ".ct" / "mlartifacts").rglob("MLmodel"))) == 2

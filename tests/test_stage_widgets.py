@@ -111,7 +111,7 @@ def test_verdict_of_a_better_contender_shows_both_models_margin_interval_and_gua
     assert f"<b>{values['margin']:+.4f}</b>" in markup and "(needs &ge; 0.01)" in markup
     boot = values["bootstrap"]
     assert f"[{boot['low']:+.4f}, {boot['high']:+.4f}]" in markup
-    assert "95% interval" in markup and "must lie above 0" in markup
+    assert "95% interval" in markup and "its low end must lie above min_delta 0.01" in markup
     assert "2.5" in markup and "0.40" in markup  # latency, size in MB
     assert markup.count(">ok</span>") == 4  # min_delta, significance, latency, size
     assert html.escape(result.rule) in markup
@@ -122,7 +122,7 @@ def test_verdict_of_a_rejected_and_of_a_first_model() -> None:
     rejected = evaluation.compare(strong, weak, y, ModelGateConfig(max_size_mb=0.5), "roc_auc", size_bytes=900_000)
     markup = stage_widgets.gate_verdict(rejected.to_dict()).html
     assert "not blessed: champion stays" in markup
-    assert markup.count(">broken</span>") == 2  # min_delta, size
+    assert markup.count(">broken</span>") == 3  # min_delta, significance (the default gate), size
     assert "not checked" in markup  # latency has no limit
 
     first = evaluation.compare(None, strong, y, ModelGateConfig(), "roc_auc", size_bytes=1000)

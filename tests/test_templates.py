@@ -223,6 +223,15 @@ def test_version_tags_link_the_run(story: Story) -> None:
     assert tags["ct.archive_path"] == f"runs/train/{story.first.run_id}"
     assert (story.root / tags["ct.reference"]).is_file() and (story.root / tags["ct.archive_path"]) == run_dir
     assert tags["ct.gate"] == "passed"
+    # the registered version is refit on all 1800 rows; the gate judged the model fitted on 1440
+    outputs = story.first.outputs()
+    assert tags["ct.refit"] == "true" and tags["ct.trigger"] == "manual"
+    assert tags["ct.data_time_max"] == outputs["ingest"]["time_max"]
+    assert tags["ct.gate_evaluated"].startswith("a model fitted on the 1440 training rows before ")
+    assert tags["ct.holdout_reference"] == f"runs/train/{story.first.run_id}/data/holdout.parquet"
+    assert outputs["train"]["rows_train"] == 1440 and outputs["train"]["rows_fit"] == 1800
+    assert outputs["train"]["gate_model_path"] == "models/gate-model.pkl"
+    assert outputs["evaluate"]["evaluated_model"].startswith("the model fitted without the holdout (1440 rows)")
     metrics = story.first.outputs()["evaluate"]["contender_metrics"]
     assert {k: float(tags[f"ct.metric.{k}"]) for k in metrics} == metrics
 
@@ -244,7 +253,14 @@ def test_monitor_run_scores_drift_and_performance(story: Story) -> None:
     assert [c["column"] for c in drift["columns"]] == story.first.outputs()["train"]["features"]
     assert 0 <= drift["drift_share"] <= 1 and isinstance(drift["dataset_drift"], bool)
     assert drift["drifted_columns"] == [c["column"] for c in drift["columns"] if c["drifted"]]
-    assert set(drift["prediction_drift"]) == {"column", "column_type", "stattest", "score", "threshold", "drifted"}
+    assert set(drift["prediction_drift"]) == {"column", "column_type", "stattest", "score", "threshold", "drifted",
+                                              "weight"}
+    assert drift["weighting"] == "importance" and drift["batch"] == "batch-02.csv"
+    assert sum(drift["importance"].values()) == pytest.approx(1.0)
+    assert sum(c["weight"] for c in drift["columns"]) == pytest.approx(1.0)
+    assert drift["weighted_drift_share"] == pytest.approx(sum(c["weight"] for c in drift["columns"] if c["drifted"]))
+    assert [d["column"] for d in drift["drivers"]] == sorted(drift["drifted_columns"], key=lambda c: -next(
+        x["weight"] for x in drift["columns"] if x["column"] == c))
     assert drift["report_html"] == "reports/data-drift.html"
     assert drift["reference"] == f"runs/train/{story.first.run_id}/data/train.parquet"
     performance = outputs["performance"]
@@ -316,15 +332,23 @@ def test_second_train_run_gets_a_gate_decision(story: Story) -> None:
     assert outputs["validate"]["report_html"] == "reports/data-drift.html"
     assert (story.run_dir(record) / "reports" / "data-drift.html").is_file()
     assert outputs["validate"]["drift_share"] is not None
-    if values["margin"] >= 0:
+    # the default gate promotes only when the interval's lower bound lies above min_delta
+    interval = f"95% interval [{values['bootstrap']['low']:+.4f}, {values['bootstrap']['high']:+.4f}]"
+    assert interval in gate["rule"]
+    if values["bootstrap"]["low"] > 0:
         assert record.outcome == Outcome.PROMOTED and detail["previous"] == 1
         assert story.champion_after_second == 3
-        assert gate["rule"].startswith("promote: roc_auc ")
+        assert gate["rule"].startswith("promote: roc_auc ") and f"{interval} above min_delta 0" in gate["rule"]
     else:
         assert record.outcome == Outcome.REJECTED and detail["champion"] == 1
         assert story.champion_after_second == 1
         assert story.versions[3]["ct.gate"] == "rejected" and story.versions[3]["ct.gate_reason"] == gate["rule"]
-        assert gate["rule"].startswith("reject: roc_auc margin -")
+        assert gate["rule"].startswith("reject: roc_auc margin ")
+    # a manual run: no change policy; the holdout is the newest half of the batch the champion never saw
+    ingest = outputs["ingest"]
+    assert ingest["plan"]["trigger"] == "manual" and ingest["plan"]["on_change"] is False
+    assert ingest["rows_new"] == 600 and ingest["rows_holdout"] == 300
+    assert outputs["train"]["weighting"] is None and outputs["train"]["rows_fit"] == 2400
 
 
 # -- a renamed column blocks validate and score -----------------------------------------------------

@@ -74,12 +74,33 @@ def test_full_triggers_section_validates() -> None:
     ({"n": {"kind": "drift", "share": 0.3, "pipeline": "retrain"}}, "triggers.rules.n.pipeline", "not defined"),
     ({"n": {"kind": "hourly"}}, "triggers.rules.n", "kind"),
     ({"Bad Name": {"kind": "drift", "share": 0.3}}, "triggers.rules", "rule name"),
+    ({"n": {"kind": "performance", "metric": "auc", "max_drop": 0.05}}, "triggers.rules.n.metric",
+     "'auc' is not computed by this project, so the rule would never fire (known: roc_auc, accuracy, f1, log_loss"),
+    ({"n": {"kind": "performance", "metric": "precision", "below": 0.5}}, "triggers.rules.n.metric",
+     "add it to model.secondary_metrics"),
+    ({"n": {"kind": "drift", "share": 0.3, "confirm_batches": 0}}, "triggers.rules.n.confirm_batches", "greater"),
 ])
 def test_bad_trigger_config_names_the_key(rules: dict[str, Any], key: str, words: str) -> None:
     with pytest.raises(ConfigError) as info:
         _config({"rules": rules})
     assert info.value.key == key
     assert words in str(info.value)
+
+
+def test_rules_without_a_monitor_pipeline_are_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        _config({"watch": {"monitor_pipeline": None},
+                 "rules": {"nightly": {"kind": "schedule", "cron": "0 2 * * *"},
+                           "shift": {"kind": "drift", "share": 0.3}, "decay": {"kind": "performance", "below": 0.7}}})
+    text = str(info.value)
+    assert info.value.key == "triggers.rules.shift"
+    assert "triggers.rules.shift: a drift rule reads the monitor pipeline's measurements, but " \
+           "triggers.watch.monitor_pipeline is null" in text and "triggers.rules.decay: a performance rule" in text
+    assert "nightly" not in text
+    secondary = parse_config(small_config(model={"registered_name": "m", "secondary_metrics": ["precision"]},
+                                          triggers={"rules": {"p": {"kind": "performance", "metric": "precision",
+                                                                    "below": 0.5}}}))
+    assert secondary.triggers.rules["p"].metric == "precision"
 
 
 def test_bad_guard_names_the_key() -> None:
@@ -147,6 +168,8 @@ def test_performance_below_threshold_and_drop_from_champion() -> None:
     drop = PerformanceRule(kind="performance", max_drop=0.02)  # primary metric: roc_auc 0.85 -> 0.80
     decision = evaluate_performance("p", drop, _perf(0.9), primary_metric="roc_auc", batch_key="k", now=NOW)
     assert decision.fired and decision.values["metric"] == "roc_auc"
+    assert "roc_auc 0.8000 is 0.0500 below the champion's holdout 0.8500 (drop 0.0500 > max_drop 0.02)" \
+        in decision.reason
     lower_is_better = PerformanceRule(kind="performance", metric="log_loss", below=0.5)
     loss = {"has_labels": True, "labelled_rows": 500, "metrics": {"log_loss": 0.7}, "champion_metrics": {}}
     assert evaluate_performance("p", lower_is_better, loss, primary_metric="roc_auc", batch_key="k", now=NOW).fired
@@ -161,6 +184,27 @@ def test_drift_share_key_features_and_predictions() -> None:
     assert evaluate_drift("d", DriftRule(kind="drift", prediction=True), measured, batch_key="k", now=NOW).fired
     missing = evaluate_drift("d", DriftRule(kind="drift", share=0.1), {}, batch_key="k", now=NOW)
     assert not missing.fired and missing.dedupe_key == "drift:d:k"
+
+
+def test_drift_share_by_importance_and_confirmation() -> None:
+    columns = [{"column": "income", "drifted": False, "weight": 0.8, "stattest": "wasserstein", "score": 0.02},
+               {"column": "month", "drifted": True, "weight": 0.15, "stattest": "wasserstein", "score": 0.9},
+               {"column": "zip", "drifted": True, "weight": 0.05, "stattest": "jensenshannon", "score": 0.3}]
+    measured = {"drift_share": 2 / 3, "weighted_drift_share": 0.2, "drifted_columns": ["month", "zip"],
+                "columns": columns, "batch": "2026-07.csv"}
+    rule = DriftRule(kind="drift", share=0.5)
+    quiet = evaluate_drift("d", rule, measured, batch_key="k", now=NOW)
+    assert not quiet.fired and "drift share 0.20 by importance < 0.5" in quiet.reason
+    assert "month (weight 0.15, wasserstein 0.9), zip (weight 0.05" in quiet.reason
+    assert quiet.values["batch"] == "2026-07.csv" and not quiet.values["condition_met"]
+    unweighted = evaluate_drift("d", rule.model_copy(update={"weighted": False}), measured, batch_key="k", now=NOW)
+    assert unweighted.fired and "drift share 0.67 of features >= 0.5" in unweighted.reason
+    assert [d["column"] for d in unweighted.values["drivers"]] == ["month", "zip"]
+    twice = DriftRule(kind="drift", share=0.5, weighted=False, confirm_batches=2)
+    first = evaluate_drift("d", twice, measured, batch_key="k", now=NOW)
+    assert not first.fired and first.values["condition_met"] and "held on 1 of 2" in first.reason
+    second = evaluate_drift("d", twice, measured, batch_key="k", now=NOW, streak=1)
+    assert second.fired and second.values["streak"] == 2 and "held on 2 consecutive batches" in second.reason
 
 
 # -- guards ---------------------------------------------------------------------------------------------
@@ -200,12 +244,60 @@ def _project(root: Path, triggers: dict[str, Any]) -> Project:
     return Project.load(root, search_parents=False)
 
 
-def _monitor_run(project: Project, drift_share: float, run_id: str) -> None:
+def _monitor_run(project: Project, drift_share: float, run_id: str, batch: str = "b.csv") -> RunRecord:
     record = RunRecord(run_id=run_id, pipeline="monitor", status=RunStatus.SUCCEEDED, stages=[
+        StageRecord(name="score", notebook="notebooks/score.ipynb", status=RunStatus.SUCCEEDED,
+                    outputs={"batch": batch, "rows": 100}),
         StageRecord(name="drift", notebook="notebooks/drift.ipynb", status=RunStatus.SUCCEEDED,
                     outputs={"drift_share": drift_share, "drifted_columns": ["income"]}),
     ])
     Archive(project.runs_dir, project.index_path).create(record)
+    return record
+
+
+def test_drift_confirmed_over_two_batches_records_the_batch(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p", {"rules": {"shift": {"kind": "drift", "share": 0.3, "confirm_batches": 2}}})
+    store = store_for(project)
+    engine = Engine(project, store)
+    shares = [("b1.csv", 0.5), ("b2.csv", 0.1), ("b3.csv", 0.5), ("b4.csv", 0.6), ("b5.csv", 0.7)]
+    decisions = []
+    for i, (batch, share) in enumerate(shares):
+        record = _monitor_run(project, share, f"20260301T12000{i}Z-aaaaa{i}", batch)
+        decisions += engine.evaluate_monitor(record, f"digest{i}", NOW + timedelta(minutes=i))
+        if i == 2:  # a dry run and a repeated evaluation of the same batch count once
+            Engine(project, store, dry_run=True).evaluate_monitor(record, f"digest{i}", NOW)
+            engine.evaluate_monitor(record, f"digest{i}", NOW)
+    assert [d.values["batch"] for d in decisions] == [b for b, _ in shares]
+    # b1 holds alone, b2 breaks the streak, b3 starts again, b4 confirms and fires, b5 starts a new streak
+    assert [d.action for d in decisions] == ["not_fired", "not_fired", "not_fired", "started", "not_fired"]
+    assert "held on 2 consecutive batches" in decisions[3].reason and "held on 1 of 2" in decisions[4].reason
+
+
+def test_dry_run_of_a_handled_batch_says_duplicate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = _project(tmp_path / "p", {"rules": {"shift": {"kind": "drift", "share": 0.3}}})
+    _monitor_run(project, 0.5, "20260301T115000Z-cccccc", "b7.csv")
+    assert cli.main(["check", "--dry-run", "--project", str(project.root)]) == 0
+    assert "(dry run: would be started)" in capsys.readouterr().out
+    assert cli.main(["check", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "started" in out and "ctn check --run" in out
+    store = store_for(project)
+    job = store.take_next(1, NOW, "here")
+    assert job is not None and store.finish(job.id, state="done", now=NOW)  # the retrain ran
+    assert cli.main(["check", "--project", str(project.root)]) == 0
+    assert "duplicate" in capsys.readouterr().out
+    assert cli.main(["check", "--dry-run", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "already handled" in out and "(dry run: would be duplicate)" in out and "would be started" not in out
+    decision = store.decisions(trigger="shift")[0]
+    assert decision.values["batch"] == "b7.csv" and decision.values["would_be"] == "duplicate"
+
+
+def test_check_with_only_disabled_rules_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = _project(tmp_path / "p", {"rules": {"shift": {"kind": "drift", "share": 0.3, "enabled": False}}})
+    assert cli.main(["check", "--dry-run", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "no trigger rules" not in out and "1 rule(s), disabled: shift" in out
 
 
 def test_store_dedupes_and_records_every_decision(tmp_path: Path) -> None:
@@ -247,3 +339,21 @@ def test_engine_check_catch_up_and_cooldown(tmp_path: Path, capsys: pytest.Captu
     assert cli.main(["triggers", "--project", str(project.root)]) == 0
     out = capsys.readouterr().out
     assert "rule hourly" in out and "next 20" in out and "suppressed" in out
+
+
+def test_triggers_say_when_a_started_run_was_blocked_and_why(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    project = _project(tmp_path / "p", {"rules": {"d": {"kind": "drift", "share": 0.3}}})
+    run_id = "20260301T120000Z-dddddd"
+    store_for(project).decide_and_enqueue(_fired(), run_id=run_id, now=NOW)
+    Archive(project.runs_dir, project.index_path).create(RunRecord(
+        run_id=run_id, pipeline="train", status=RunStatus.BLOCKED,
+        error="data gate: column 'income': 40 value(s) (8.0%) outside the allowed range"))
+    assert cli.main(["triggers", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out and "; run blocked: data gate: column 'income'" in out
+    assert cli.main(["triggers", "--json", "--project", str(project.root)]) == 0
+    import json
+
+    decision = json.loads(capsys.readouterr().out)["decisions"][0]
+    assert decision["run"]["status"] == "blocked" and "outside the allowed range" in decision["run"]["why"]

@@ -24,7 +24,12 @@ def _actor() -> str:
 
 
 class RegistryPanel(widgets.VBox):
-    """Nothing moves an alias until the person confirms; a gate-rejected version needs 'force'."""
+    """Nothing moves an alias until the person confirms; a move the model gate did not bless needs 'force'.
+
+    Promoting a gate-rejected version, or rolling back to a version that was never champion nor
+    blessed, is refused unless 'force' is ticked; the question then says the move is forced, and the
+    audit log records it as forced.
+    """
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -37,7 +42,8 @@ class RegistryPanel(widgets.VBox):
         self.versions = widgets.HTML()
         self.version = widgets.Dropdown(description="version", options=[])
         self.reason = widgets.Text(description="reason", placeholder="why (goes to the audit log)")
-        self.force = widgets.Checkbox(description="force past a gate rejection", value=False, indent=False)
+        self.rollback_to = widgets.Dropdown(description="roll back to", options=[("previous champion", None)])
+        self.force = widgets.Checkbox(description="force past the model gate", value=False, indent=False)
         self.promote_button = widgets.Button(description="Promote to champion", button_style="warning")
         self.rollback_button = widgets.Button(description="Roll back champion", button_style="warning")
         self.question = widgets.HTML()
@@ -54,7 +60,7 @@ class RegistryPanel(widgets.VBox):
         super().__init__([
             self.versions,
             widgets.HBox([self.version, self.reason, self.force]),
-            widgets.HBox([self.promote_button, self.rollback_button]),
+            widgets.HBox([self.promote_button, self.rollback_to, self.rollback_button]),
             self.confirm_box, self.message,
             widgets.HTML("<b>alias moves</b> (newest first)"), self.audit,
         ])
@@ -74,6 +80,11 @@ class RegistryPanel(widgets.VBox):
         self.version.options = [(f"v{r.version}  {r.aliases or r.gate}", r.version) for r in self.rows]
         numbers = [r.version for r in self.rows]
         self.version.value = current if current in numbers else (numbers[0] if numbers else None)
+        target = self.rollback_to.value
+        self.rollback_to.options = [("previous champion", None)] + [
+            (f"v{n}", n) for n in numbers if n != self.champion
+        ]
+        self.rollback_to.value = target if target in numbers and target != self.champion else None
         self.versions.value = table(
             ("version", "aliases", self.primary, "gate", "train run", "registered"),
             [(r.version, r.aliases or "-", r.metric, badge({"passed": "promoted"}.get(r.gate, r.gate)),
@@ -83,7 +94,8 @@ class RegistryPanel(widgets.VBox):
         moves = list(reversed(self.registry.audit_log("champion")))[:20]
         self.audit.value = table(
             ("when", "action", "from", "to", "who", "why"),
-            [(m.at[:19], m.action, m.from_version, m.to_version, m.actor, m.reason) for m in moves],
+            [(m.at[:19], m.action + (" (forced)" if m.forced else ""), m.from_version, m.to_version, m.actor,
+              m.reason) for m in moves],
         )
 
     # -- two-step actions ------------------------------------------------------------------------
@@ -101,9 +113,23 @@ class RegistryPanel(widgets.VBox):
             return
         self._ask("promote", int(target), f"Make v{target} the champion (now v{self.champion or '-'})?")
 
-    def request_rollback(self) -> None:
-        """Ask to confirm moving the champion back to the previous champion."""
-        self._ask("rollback", None, f"Move the champion from v{self.champion or '-'} back to the previous champion?")
+    def request_rollback(self, to_version: int | None = None) -> None:
+        """Ask to confirm moving the champion back (to ``to_version``, the one picked, or the previous)."""
+        target = to_version if to_version is not None else self.rollback_to.value
+        if target is None:
+            self._ask("rollback", None,
+                      f"Move the champion from v{self.champion or '-'} back to the previous champion?")
+            return
+        question = f"Roll the champion back from v{self.champion or '-'} to v{target}?"
+        try:
+            refusal = self.registry.rollback_refusal(int(target))
+        except CTError as exc:
+            message(self.message, str(exc), error=True)
+            return
+        if refusal is not None:
+            question += (f" Forced: {refusal}; this is recorded as forced." if self.force.value
+                         else f" It will be refused: {refusal} (tick 'force' to override).")
+        self._ask("rollback", int(target), question)
 
     def cancel(self) -> None:
         self.pending = None
@@ -124,13 +150,15 @@ class RegistryPanel(widgets.VBox):
                 assert version is not None
                 move = self.registry.promote(version, actor=_actor(), reason=reason, force=self.force.value)
             else:
-                move = self.registry.rollback(actor=_actor(), reason=reason)
+                move = self.registry.rollback(actor=_actor(), reason=reason, to_version=version,
+                                              force=self.force.value)
         except PromotionRefused as exc:
-            message(self.message, f"{exc} (tick 'force' to override)", error=True)
+            message(self.message, str(exc.with_override("tick 'force'")), error=True)
         except CTError as exc:
             message(self.message, str(exc), error=True)
         if move is not None:
             self.last_move = move
-            message(self.message, f"champion: v{move.from_version or '-'} -> v{move.to_version}")
+            forced = " (forced)" if move.forced else ""
+            message(self.message, f"champion: v{move.from_version or '-'} -> v{move.to_version}{forced}")
         self.refresh()
         return move

@@ -186,7 +186,8 @@ def gate_verdict(
                         f"{_number(boot.get('high'), signed=True)}]</b> from {_e(boot.get('valid_samples'))} "
                         f"resamples; contender better in {_share(boot.get('p_better'))}")
         if boot.get("require_significant"):
-            margin_text += f"; must lie above 0: {_check(checks.get('significance'))}"
+            margin_text += (f"; its low end must lie above min_delta {_e(values.get('min_delta'))}: "
+                            f"{_check(checks.get('significance'))}")
     elif champion is not None:
         margin_text += "<br>paired bootstrap: off (gates.model.bootstrap.samples: 0)"
     margin_html = widgets.HTML(margin_text)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
-import mimetypes
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -18,6 +19,7 @@ from ..errors import (
     ArchiveError,
     ConfigError,
     CTError,
+    InputError,
     InvalidRunId,
     ParameterError,
     ProjectNotFound,
@@ -27,6 +29,7 @@ from ..errors import (
     RunInProgress,
     RunNotFound,
 )
+from .requests import parse_body
 from .services import ApiError, Services
 
 NAMESPACE = "ct-notebooks/api"
@@ -36,11 +39,19 @@ REPORT_CSP = (
     "script-src 'unsafe-inline' 'unsafe-eval' data: blob:; style-src 'unsafe-inline' data:; "
     "img-src data: blob:; font-src data:; connect-src 'none'; form-action 'none'; base-uri 'none'"
 )
-SERVED_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
-                ".svg": "image/svg+xml", ".csv": "text/csv; charset=utf-8"}
+
+#: the username jupyter_server's default identity provider makes up for an anonymous user (uuid4 hex)
+_ANONYMOUS_ID = re.compile(r"[0-9a-f]{32}")
 
 T = TypeVar("T")
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ct-notebooks-api")
+
+
+def _server_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "server"
 
 
 def http_error(exc: BaseException, services: Services | None) -> tuple[int, str, str]:
@@ -59,6 +70,7 @@ def http_error(exc: BaseException, services: Services | None) -> tuple[int, str,
         (ProjectNotFound, 404, "no_project"),
         (InvalidRunId, 400, "invalid_run_id"),
         (ParameterError, 400, "invalid_parameter"),
+        (InputError, 400, "bad_request"),
         (ConfigError, 400, "invalid_request"),
         (RunNotFound, 404, "run_not_found"),
         (RunInProgress, 409, "run_in_progress"),
@@ -122,20 +134,24 @@ class BaseHandler(_ErrorsMixin, APIHandler):
         return await asyncio.get_running_loop().run_in_executor(_POOL, lambda: fn(*args, **kwargs))
 
     def body(self) -> Any:
-        if not self.request.body:
-            return {}
-        try:
-            return json.loads(self.request.body)
-        except ValueError:
-            raise ApiError(400, "bad_request", "the body must be JSON") from None
+        """The decoded JSON body; limits on size, nesting and numbers in :mod:`ct_notebooks.inputs`."""
+        return parse_body(self.request.body)
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(data, default=str))
 
     def actor(self) -> str:
+        """Who is acting, for the audit log: ``jupyter:<username>``, stable across requests.
+
+        jupyter_server's default identity provider gives every token-authenticated request without a
+        login cookie (and every password login) a new random anonymous user; such a user stands for
+        whoever holds the server's token or password, recorded as the user the server runs as.
+        """
         user = self.current_user
-        name = getattr(user, "username", None) or "unknown"
+        name = str(getattr(user, "username", None) or "unknown")
+        if _ANONYMOUS_ID.fullmatch(name) and str(getattr(user, "name", "")).startswith("Anonymous "):
+            name = _server_user()
         return f"jupyter:{name}"[:100]
 
     def int_arg(self, name: str, default: int) -> int:
@@ -222,15 +238,12 @@ class RunFileHandler(_ErrorsMixin, JupyterHandler):
     @authorized
     async def get(self, run_id: str, relative: str) -> None:
         loop = asyncio.get_running_loop()
-        path = await loop.run_in_executor(_POOL, self.services.run_file, run_id, relative)
-        kind = SERVED_TYPES.get(path.suffix.lower())
-        if kind is None:
-            raise ApiError(404, "file_not_found", "no such file in this run")
-        self.set_header("Content-Type", kind or mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        content, kind = await loop.run_in_executor(_POOL, self.services.run_file, run_id, relative)
+        self.set_header("Content-Type", kind)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
         self.set_header("Content-Disposition", "inline")
-        self.finish(await loop.run_in_executor(_POOL, path.read_bytes))
+        self.finish(content)
 
 
 class ModelsHandler(BaseHandler):

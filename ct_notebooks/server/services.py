@@ -19,17 +19,23 @@ from filelock import FileLock, Timeout
 
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
-from ..errors import CTError, ParameterError, ProjectNotFound, ResumeError, RunInProgress, RunNotFound
+from ..errors import CTError, ProjectNotFound, PromotionRefused, ResumeError, RunInProgress, RunNotFound
 from ..models import RunRecord, RunStatus, utcnow
-from ..params import check_name
+from ..params import overrides_from_mapping, overrides_to_mapping
 from ..project import Project
+from .files import content_type, has_no_links, read_without_links, served_reports, split_path
+from .requests import Promote, Rollback, StartRun
+from .scrub import Scrubber
 
 #: where the server keeps its own state inside the project's ``.ct/`` folder
 SERVER_DIR = "server"
 MAX_PAGE = 200
+#: how an API client overrides a refused champion move
+FORCE_HINT = 'send "force": true'
 RUN_STATUSES = frozenset(s.value for s in RunStatus)
 FINAL = frozenset(s.value for s in RunStatus if s.is_final)
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[\w.@+~-]+/)*[\w.@+~-]+")
+NOT_SERVED = "no such file in this run"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ApiError(CTError):
@@ -65,6 +71,7 @@ class Services:
         self._launch_lock = threading.Lock()
         self._children: dict[str, _Launch] = {}
         self.secrets: list[str] = []
+        self._scrubber: tuple[tuple[Any, ...], Scrubber] | None = None
 
     # -- project -----------------------------------------------------------------------------------
     def _project_root(self) -> Path:
@@ -115,26 +122,23 @@ class Services:
         relative = resolved.relative_to(self.root_dir).as_posix()
         return "" if relative == "." else relative
 
-    def scrub(self, text: str) -> str:
-        """A message fit for a client: no absolute paths, no secrets."""
+    def scrubber(self) -> Scrubber:
+        """Hides the server's folders and secrets in answers (see :mod:`.scrub`)."""
+        project_root: Path | None = None
         with contextlib.suppress(CTError, OSError):
-            root = str(self.project().root)
-            text = text.replace(root + os.sep, "").replace(root, ".")
-        text = text.replace(str(self.root_dir) + os.sep, "")
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "<hidden>")
-        text = _ABSOLUTE_PATH.sub("<path>", text)
-        return text if len(text) <= 500 else text[:497] + "..."
+            project_root = self.project().root
+        key = (project_root, self.root_dir, tuple(self.secrets))
+        if self._scrubber is None or self._scrubber[0] != key:
+            self._scrubber = (key, Scrubber.for_server(project_root, self.root_dir, self.secrets))
+        return self._scrubber[1]
+
+    def scrub(self, text: str) -> str:
+        """An error message fit for a client: no server paths, no secrets, at most 500 characters."""
+        return self.scrubber().message(text)
 
     def _scrub_value(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.scrub(value)
-        if isinstance(value, dict):
-            return {k: self._scrub_value(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrub_value(v) for v in value]
-        return value
+        """Data for a client: every character kept, only the server's folders shown relative."""
+        return self.scrubber().data(value)
 
     # -- project description -----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -185,7 +189,7 @@ class Services:
             "outcome_reason": self.scrub(str(record.outcome_detail.get("reason", ""))),
             "version": record.outcome_detail.get("version"),
             "trigger": record.trigger,
-            "reason": self.scrub(record.reason),
+            "reason": self._scrub_value(record.reason),
             "created_at": record.created_at,
             "started_at": record.started_at,
             "ended_at": record.ended_at,
@@ -227,43 +231,77 @@ class Services:
         self.reap()
         archive = self.archive()
         try:
-            folder = archive.find_dir(run_id)
+            folder = self._run_folder(run_id)
         except RunNotFound:
             launch = self._launch_record(run_id)
             if launch is None:
                 raise
             return self._launch_summary(launch)
         record = archive.load(run_id)
-        data = self._scrub_value(record.to_dict())
+        raw = record.to_dict()
+        for key in ("pid", "host"):
+            raw.pop(key, None)
+        for stage in raw["stages"]:
+            if stage.get("error"):
+                stage["error"].pop("traceback", None)
+        data = self._scrub_value(raw)
         if record.status.is_final and self._resuming(run_id):
             data["status"] = "queued"
-        data.pop("pid", None)
-        data.pop("host", None)
+        for holder, key in [(data, "error"), (data.get("outcome_detail") or {}, "reason"),
+                            *[(s["error"], "evalue") for s in data["stages"] if s.get("error")]]:
+            if isinstance(holder.get(key), str):
+                holder[key] = self.scrub(holder[key])
+        for stage in data["stages"]:
+            stage["warnings"] = [self.scrub(w) if isinstance(w, str) else w for w in stage.get("warnings") or []]
         data["folder_path"] = self.jupyter_path(folder)
         for stage in data["stages"]:
             nb = stage.get("executed_notebook")
             stage["notebook_path"] = self.jupyter_path(folder / nb) if nb else None
-            if stage.get("error"):
-                stage["error"].pop("traceback", None)
-        reports = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.html")
-                         if "attempts" not in p.relative_to(folder).parts)
-        data["files"] = reports
+        data["files"] = served_reports(folder)
         data["launch_error"] = None
         return data
+
+    def _run_folder(self, run_id: str) -> Path:
+        """The run's folder: ``runs/<pipeline>/<run_id>`` in the project, with no symbolic link on the way."""
+        folder = self.archive().find_dir(run_id)
+        project = self.project()
+        runs = Path(os.path.relpath(folder, project.root)).parts
+        if len(runs) != 3 or runs[0] != project.runs_dir.name or not has_no_links(project.root, runs):
+            raise RunNotFound(f"no run {run_id} in this project")
+        return folder
 
     def _resuming(self, run_id: str) -> bool:
         launch = self._launch_record(run_id)
         return bool(launch and launch.get("kind") == "resume" and self._launch_busy(launch))
 
-    def run_file(self, run_id: str, relative: str) -> Path:
+    def run_file(self, run_id: str, relative: str) -> tuple[bytes, str]:
+        """``(content, content type)`` of a file in a run folder the API serves; 404 for anything else.
+
+        Never served: hidden names, links (the run folder itself included), files outside
+        :data:`.files.SERVED_TYPES`. ``run.json`` is served as ``GET /runs/{run_id}`` shows it.
+        """
         check_run_id(run_id)
-        if "\x00" in relative or relative.startswith("/"):
-            raise bad_request("not a file of this run")
-        return self.archive().resolve(run_id, relative)
+        parts = split_path(relative)
+        if parts is None or (parts[-1] == RUN_FILE and len(parts) > 1):
+            raise ApiError(404, "file_not_found", NOT_SERVED)
+        if parts == [RUN_FILE]:
+            return json.dumps(self.run_detail(run_id), default=str).encode(), content_type(RUN_FILE)
+        folder = self._run_folder(run_id)
+        project = self.project()
+        content = read_without_links(project.root, [*Path(os.path.relpath(folder, project.root)).parts, *parts])
+        if content is None:
+            raise ApiError(404, "file_not_found", NOT_SERVED)
+        return content, content_type(parts[-1])
 
     # -- launching ---------------------------------------------------------------------------------
     def _launch_dir(self) -> Path:
         folder = self.state_dir / "launches"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _parameters_dir(self) -> Path:
+        """Parameters of the runs this API starts: a file each, read by ``ctn run --params-file``."""
+        folder = self.state_dir / "parameters"
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -352,19 +390,13 @@ class Services:
         return launch.get("kind") == "resume" and (record.ended_at or "") < str(launch.get("created_at") or "")
 
     def start_run(self, body: Any, *, idempotency_key: str | None, actor: str) -> tuple[int, dict[str, Any]]:
-        """Validate, then start ``ctn`` in a detached process; ``(status, body)``."""
-        if not isinstance(body, dict):
-            raise bad_request("the body must be a JSON object")
-        unknown = set(body) - {"pipeline", "parameters", "reason"}
-        if unknown:
-            raise bad_request(f"unknown field(s): {', '.join(sorted(str(k)[:40] for k in unknown))}")
-        pipeline = body.get("pipeline")
-        if not isinstance(pipeline, str) or not PIPELINE_PATTERN.fullmatch(pipeline):
-            raise bad_request("pipeline must be a pipeline name")
-        reason = body.get("reason", "")
-        if not isinstance(reason, str) or len(reason) > 500:
-            raise bad_request("reason must be a string of at most 500 characters")
-        overrides = parse_parameters(body.get("parameters", {}))
+        """Validate, then start ``ctn`` in a detached process; ``(status, body)``.
+
+        Parameters travel to it in a file (any size, exactly), never on its command line.
+        """
+        request = StartRun.parse(body)
+        pipeline, reason = request.pipeline, request.reason
+        overrides = overrides_from_mapping(request.parameters)
         if idempotency_key is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", idempotency_key):
             raise bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
         from ..runner import Runner
@@ -384,9 +416,13 @@ class Services:
                                  "replayed": True}
             self._check_idle(pipeline)
             run_id = new_run_id()
-            why = reason or f"started from JupyterLab by {actor}"
-            args = ["run", pipeline, "--run-id", run_id, f"--reason={why}",
-                    *[f"--param={_assignment(stage, name, value)}" for stage, name, value in overrides]]
+            who = _CONTROL.sub("", actor).encode("utf-8", "replace").decode("utf-8")
+            why = reason or f"started from JupyterLab by {who}"
+            args = ["run", pipeline, "--run-id", run_id, f"--reason={why}"]
+            if overrides:
+                params = self._parameters_dir() / f"{run_id}.json"
+                atomic_write_json(params, overrides_to_mapping(overrides))
+                args.append(f"--params-file={params}")
             self._launch(run_id, pipeline, args, kind="run", reason=reason)
             if idempotency_key is not None:
                 atomic_write_json(self._idempotency_file(idempotency_key), {"run_id": run_id, "body": digest})
@@ -497,24 +533,21 @@ class Services:
                 "aliases": aliases, "versions": out, "audit": self._scrub_value(list(reversed(audit)))}
 
     def promote(self, body: Any, *, actor: str) -> dict[str, Any]:
-        if not isinstance(body, dict) or set(body) - {"version", "reason"}:
-            raise bad_request("the body must be an object with 'version' (integer) and optional 'reason'")
-        version = body.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise bad_request("version must be a positive integer")
-        reason = _reason(body, "promoted from JupyterLab")
-        move = self.registry().promote(version, actor=actor, reason=reason)
+        request = Promote.parse(body)
+        reason = request.reason or "promoted from JupyterLab"
+        try:
+            move = self.registry().promote(request.version, actor=actor, reason=reason, force=request.force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     def rollback(self, body: Any, *, actor: str) -> dict[str, Any]:
-        if not isinstance(body, dict) or set(body) - {"to_version", "reason"}:
-            raise bad_request("the body must be an object with optional 'to_version' (integer) and 'reason'")
-        to_version = body.get("to_version")
-        if to_version is not None and (not isinstance(to_version, int) or isinstance(to_version, bool)
-                                       or to_version < 1):
-            raise bad_request("to_version must be a positive integer")
-        reason = _reason(body, "rolled back from JupyterLab")
-        move = self.registry().rollback(actor=actor, reason=reason, to_version=to_version)
+        request = Rollback.parse(body)
+        try:
+            move = self.registry().rollback(actor=actor, reason=request.reason or "rolled back from JupyterLab",
+                                            to_version=request.to_version, force=request.force)
+        except PromotionRefused as exc:
+            raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
 
     # -- drift -------------------------------------------------------------------------------------
@@ -617,36 +650,8 @@ def _daemon_module() -> Any:
     return daemon
 
 
-def _assignment(stage: str | None, name: str, value: Any) -> str:
-    """One override as ``ctn run -p`` takes it: ``[stage.]name=<JSON>`` (parsed back by ``parse_assignment``)."""
-    return f"{stage + '.' if stage else ''}{name}={json.dumps(value)}"
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.to_dict() if hasattr(o, "to_dict") else str(o)))
-
-
-def _reason(body: dict[str, Any], default: str) -> str:
-    reason = body.get("reason", default)
-    if not isinstance(reason, str) or len(reason) > 500:
-        raise bad_request("reason must be a string of at most 500 characters")
-    return reason or default
-
-
-def parse_parameters(value: Any) -> list[tuple[str | None, str, Any]]:
-    """``{"stage": {"name": value}}`` -> runner overrides; names checked exactly as the CLI does."""
-    if not isinstance(value, dict):
-        raise bad_request("parameters must be an object {stage: {name: value}}")
-    overrides: list[tuple[str | None, str, Any]] = []
-    for stage, params in value.items():
-        if not isinstance(stage, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", stage):
-            raise ParameterError(f"{str(stage)[:40]!r} is not a stage name")
-        if not isinstance(params, dict):
-            raise bad_request(f"parameters of stage {stage!r} must be an object {{name: value}}")
-        for name, item in params.items():
-            check_name(name)
-            overrides.append((stage, name, item))
-    return overrides
 
 
 def _pid_alive(pid: int) -> bool:
@@ -655,4 +660,4 @@ def _pid_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-__all__ = ["RUN_FILE", "ApiError", "Services", "bad_request", "parse_parameters"]
+__all__ = ["RUN_FILE", "ApiError", "Services", "bad_request"]

@@ -243,7 +243,7 @@ async def test_parameter_name_carrying_code_is_refused(jp_fetch: Any, demo_proje
     assert not list((demo_project["root"] / ".ct" / "server").glob("launches/*.json"))
 
 
-@pytest.mark.parametrize("raw", [b'{"version": "2"}', b'{"version": true}', b"[]", b'{"version": 2, "force": true}',
+@pytest.mark.parametrize("raw", [b'{"version": "2"}', b'{"version": true}', b"[]", b'{"version": 2, "force": "true"}',
                                  b'{"version": 0}', b"{bad"])
 async def test_promote_rejects_bad_bodies(jp_fetch: Any, raw: bytes, demo_project: dict[str, Any]) -> None:
     code, payload, _ = await call(jp_fetch, "models/promote", method="POST", raw=raw)
@@ -283,6 +283,39 @@ async def test_models_promote_rollback_and_refusal(jp_fetch: Any, demo_project: 
     code, models, _ = await call(jp_fetch, "models")
     assert models["aliases"]["champion"] == 2
     assert models["audit"][0]["reason"] == "promoted from JupyterLab"
+
+
+async def test_rollback_to_a_rejected_version_needs_force_and_is_audited_as_forced(
+    jp_fetch: Any, demo_project: dict[str, Any]
+) -> None:
+    root: Path = demo_project["root"]
+    code, models, _ = await call(jp_fetch, "models")
+    start = models["aliases"]["champion"]
+    assert start != 3 and {v["version"]: v["gate"] for v in models["versions"]}[3] == "rejected"
+
+    code, payload, _ = await call(jp_fetch, "models/rollback", method="POST", body={"to_version": 3})
+    assert code == 409 and payload["error"] == "promotion_refused", payload
+    assert "to version 3: it was never champion and the model gate rejected it" in payload["message"]
+    assert 'send "force": true to override' in payload["message"] and "force=True" not in payload["message"]
+    assert_clean_error(payload, root)
+    code, payload, _ = await call(jp_fetch, "models/promote", method="POST", body={"version": 3})
+    assert code == 409 and 'send "force": true to override' in payload["message"]
+    for bad in ({"to_version": 3, "force": "yes"}, {"to_version": 3, "force": 1}):
+        code, payload, _ = await call(jp_fetch, "models/rollback", method="POST", body=bad)
+        assert code == 400 and "force" in payload["message"], payload
+
+    code, move, _ = await call(jp_fetch, "models/rollback", method="POST",
+                               body={"to_version": 3, "force": True, "reason": "incident"})
+    assert code == 200 and (move["from_version"], move["to_version"], move["forced"]) == (start, 3, True)
+    assert move["reason"].startswith("incident [forced: it was never champion")
+    code, back, _ = await call(jp_fetch, "models/rollback", method="POST", body={"to_version": start})
+    assert code == 200 and back["to_version"] == start and back["forced"] is False
+
+    code, models, _ = await call(jp_fetch, "models")
+    assert models["aliases"]["champion"] == start
+    assert [(m["to_version"], m["forced"]) for m in models["audit"][:2]] == [(start, False), (3, True)]
+    # token requests carry no login cookie: each gets a new anonymous identity, the actor stays the same
+    assert move["actor"] == back["actor"] and move["actor"].startswith("jupyter:")
 
 
 # -- drift, triggers, daemon ------------------------------------------------------------------------
