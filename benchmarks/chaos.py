@@ -65,7 +65,8 @@ MONITOR_CELLS = [
 ]
 TRAIN_CELLS = [
     "ct_context = {}\nnoise = 0.1",
-    "from ct_notebooks import stage\nfrom ct_notebooks.registry import TAG_GATE, TAG_GATE_REASON\n"
+    "from ct_notebooks import stage\nfrom ct_notebooks.errors import StaleGateDecision\n"
+    "from ct_notebooks.registry import TAG_GATE, TAG_GATE_REASON\n"
     "import numpy as np, pandas as pd\nfrom sklearn.linear_model import LogisticRegression\n"
     "ctx = stage.context(ct_context, stage='train')\n"
     "data = pd.read_csv(ctx.project.root / 'data' / 'reference.csv')\n"
@@ -84,9 +85,13 @@ TRAIN_CELLS = [
     "rule = f'accuracy {accuracy:.4f} vs champion {best if best is not None else \"none\"}'\n"
     "registry.set_tags(info.version, {'ct.metric.accuracy': repr(accuracy),\n"
     "                                 TAG_GATE: 'passed' if blessed else 'rejected', TAG_GATE_REASON: rule})\n"
-    "if blessed:\n"
-    "    registry.promote(info.version, actor='ct-notebooks', reason=rule, run_id=ctx.run_id)\n"
     "decision = 'promoted' if blessed else 'rejected'\n"
+    "if blessed:  # a compare-and-swap on the champion the gate compared with\n"
+    "    try:\n"
+    "        registry.promote(info.version, actor='ct-notebooks', reason=rule, run_id=ctx.run_id,\n"
+    "                         expected_champion=champion.version if champion else None)\n"
+    "    except StaleGateDecision as exc:\n"
+    "        decision, rule = 'rejected', str(exc)\n"
     "ctx.record(outcome={'decision': decision, 'version': info.version, 'reason': rule}, accuracy=accuracy)",
 ]
 

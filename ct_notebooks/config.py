@@ -273,6 +273,8 @@ class RunnerConfig(_Strict):
     on_busy: Literal["refuse", "wait"] = "refuse"
     kernel_name: str = "python3"
     html: bool = True
+    #: a run does not start with less free space (MB) where the project's runs are written
+    min_free_mb: float = Field(100, ge=0)
 
 
 def _default_pipelines() -> dict[str, PipelineConfig]:

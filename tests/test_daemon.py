@@ -277,7 +277,7 @@ def test_the_daemon_waits_for_every_finished_worker(tmp_path: Path) -> None:
     try:
         for n in range(4):
             _drop(project, f"batch-{n}.csv", seed=40 + n)
-        wait_for(lambda: len(finished_runs(project, "monitor")) == 4 and idle(project), 300, "four monitor runs")
+        wait_for(lambda: len(finished_runs(project, "monitor")) == 4 and idle(project), 600, "four monitor runs")
         exited = [j.pid for j in store(project).jobs() if j.pid is not None]
         # every worker that ran a job exits; the daemon waits for each, leaving no <defunct> child
         wait_for(lambda: not zombie_children(daemon.pid) and not any(

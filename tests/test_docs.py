@@ -88,8 +88,9 @@ def test_quick_start_commands_run(tmp_path: Path) -> None:
     for body in _blocks()["quickstart"]:
         out = _run_block(body, tmp_path)
     project = tmp_path / "my-project"
-    assert sorted(p.parent.parent.name for p in project.glob("runs/*/*/run.json")) == ["monitor", "train"]
-    assert "indexed 2 runs" in out
+    pipelines = sorted(p.parent.parent.name for p in project.glob("runs/*/*/run.json"))
+    assert pipelines.count("monitor") == 1 and 1 <= pipelines.count("train") <= 2, pipelines  # 2: a rule fired
+    assert f"indexed {len(pipelines)} runs" in out
     assert "drift: share" in out and "performance on 600 labelled row(s)" in out  # ctn show of the monitor run
     checked = [line.split()[0] for line in out.splitlines() if line.split()[:1] in (["drift"], ["decay"])]
     assert sorted(checked) == ["decay", "drift"], out  # ctn check evaluated both rules on that run

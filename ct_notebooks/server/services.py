@@ -659,19 +659,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    from ..liveness import pid_alive
+
+    return pid_alive(pid)
 
 
 __all__ = ["RUN_FILE", "ApiError", "Services", "bad_request"]
