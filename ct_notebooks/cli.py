@@ -414,22 +414,6 @@ def cmd_triggers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_outcomes(project: Project, run_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Status of the runs that decisions started, with why a run did not succeed (blocked, failed)."""
-    archive = project.archive()
-    found: dict[str, dict[str, Any]] = {}
-    for run_id in dict.fromkeys(run_ids):
-        try:
-            record = archive.load(run_id)
-        except CTError:
-            continue
-        why = None
-        if record.status != RunStatus.SUCCEEDED:
-            why = record.error or record.outcome_detail.get("reason")
-        found[run_id] = {"status": str(record.status), "outcome": str(record.outcome), "why": why}
-    return found
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
