@@ -32,9 +32,10 @@ from daemon_helpers import (
 )
 
 from ct_notebooks.archive import RUN_FILE, Archive
-from ct_notebooks.daemon import _pid_alive, process_started
 from ct_notebooks.decisions import STORE_VERSION, Store
 from ct_notebooks.errors import ArchiveError
+from ct_notebooks.liveness import pid_alive as _pid_alive
+from ct_notebooks.liveness import process_start_time as process_started
 from ct_notebooks.models import RunStatus
 from ct_notebooks.project import Project
 
