@@ -27,7 +27,8 @@ export type RunStatus =
   | 'timed_out'
   | 'kernel_died'
   | 'cancelled'
-  | 'blocked';
+  | 'blocked'
+  | 'damaged';
 
 export interface IRunSummary {
   run_id: string;

@@ -8,7 +8,8 @@ export const FINAL_STATUSES: ReadonlySet<string> = new Set([
   'timed_out',
   'kernel_died',
   'cancelled',
-  'blocked'
+  'blocked',
+  'damaged'
 ]);
 
 const ICONS: Record<RunStatus, string> = {
@@ -19,7 +20,8 @@ const ICONS: Record<RunStatus, string> = {
   timed_out: '⌛',
   kernel_died: '☠',
   cancelled: '■',
-  blocked: '⛔'
+  blocked: '⛔',
+  damaged: '⚠'
 };
 
 export function statusIcon(status: string): string {

@@ -74,7 +74,7 @@ function message(error: unknown): string {
 
 /** Runs fetched per page of the Runs list by default; "Show more" fetches one more page. */
 const RUN_PAGE = 30;
-const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled'];
+const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled', 'damaged'];
 
 export class CTPanel extends Widget {
   readonly client: ApiClient;

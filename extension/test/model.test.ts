@@ -29,12 +29,14 @@ describe('formatting', () => {
     expect(outcomeText({ outcome: 'none', version: null })).toBe('');
     expect(statusIcon('succeeded')).toBe('✔');
     expect(statusIcon('weird')).toBe('?');
+    expect(statusIcon('damaged')).toBe('⚠');
   });
   it('knows resumable runs', () => {
     expect(isResumable({ status: 'failed' })).toBe(true);
     expect(isResumable({ status: 'blocked' })).toBe(true);
     expect(isResumable({ status: 'succeeded' })).toBe(false);
     expect(isResumable({ status: 'running' })).toBe(false);
+    expect(isResumable({ status: 'damaged' })).toBe(false); // unreadable run.json: nothing to resume from
   });
 });
 
