@@ -108,7 +108,13 @@ class BackgroundWork:
     def after_stage(self, stage: StageRecord, notebook: Path) -> None:
         """Render the stage's notebook to HTML and any reports it deferred, in the background."""
         if self.html_pool is not None and notebook.exists():
-            self.html_jobs.append((stage, self.html_pool.submit(export_html, notebook, notebook.with_suffix(".html"))))
+            try:
+                job = self.html_pool.submit(export_html, notebook, notebook.with_suffix(".html"))
+            except Exception as exc:  # a broken worker pool: the HTML is missing, the run goes on
+                stage.warnings.append(f"HTML {notebook.with_suffix('.html').name} was not written: "
+                                      f"{type(exc).__name__}: {exc}")
+            else:
+                self.html_jobs.append((stage, job))
         for request in deferred_report_requests(self.run_dir):
             if request not in self.submitted:
                 self.submitted.add(request)
@@ -117,8 +123,11 @@ class BackgroundWork:
     def wait(self) -> None:
         """Wait for everything; a report that could not be written becomes a warning of its stage."""
         for stage, html_job in self.html_jobs:
-            with contextlib.suppress(Exception):
+            try:
                 stage.html = html_job.result(timeout=BACKGROUND_WAIT_S).relative_to(self.run_dir).as_posix()
+            except Exception as exc:  # the run goes on; the missing HTML is recorded, never silent
+                name = Path(stage.executed_notebook or stage.name).with_suffix(".html").name
+                stage.warnings.append(f"HTML {name} was not written: {type(exc).__name__}: {exc}")
         for stage, request, report_job in self.report_jobs:
             try:
                 report_job.result(timeout=BACKGROUND_WAIT_S)

@@ -14,6 +14,7 @@ from .errors import ConfigError, CTError, PromotionRefused
 from .models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
+    from .archive import Archive
     from .project import Project
     from .registry import Registry
     from .runner import RunEvent
@@ -61,6 +62,12 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def _print_notices(archive: Archive) -> None:
+    """What the archive repaired while it was read (an index moved aside, runs ended or damaged)."""
+    for notice in archive.notices:
+        print(f"ctn: {notice}", file=sys.stderr)
 
 
 def _exit_for(record: RunRecord) -> int:
@@ -141,7 +148,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     _cancel_on_sigterm()
     with Runner(_project(args), on_event=None if args.quiet else Progress()) as runner:
-        record = runner.resume(args.run_id)
+        try:
+            record = runner.resume(args.run_id)
+        finally:
+            _print_notices(runner.archive)
     print(_summary(record))
     return _exit_for(record)
 
@@ -149,9 +159,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
 
     project = _project(args)
-    records = project.archive().list(
-        pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit
-    )
+    archive = project.archive()
+    records = archive.list(pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit)
+    _print_notices(archive)
     if args.totals:
         return _print_totals(records, as_json=args.json)
     if args.json:
@@ -163,7 +173,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run id':24} {'pipeline':9} {'status':11} {'outcome':9} {'trigger':11} {'secs':>7}  reason")
     for r in records:
         secs = f"{r.duration_s:.1f}" if r.duration_s is not None else "-"
-        print(f"{r.run_id:24} {r.pipeline:9} {r.status!s:11} {r.outcome!s:9} {r.trigger:11} {secs:>7}  {r.reason}")
+        why = r.error if r.status == RunStatus.DAMAGED else r.reason
+        print(f"{r.run_id:24} {r.pipeline:9} {r.status!s:11} {r.outcome!s:9} {r.trigger:11} {secs:>7}  {why}")
     return EXIT_OK
 
 
@@ -195,6 +206,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     project = _project(args)
     archive = project.archive()
     record = archive.load(args.run_id)
+    _print_notices(archive)
     if args.json:
         _emit_json(record.to_dict())
         return EXIT_OK
@@ -209,6 +221,13 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
         for warning in stage.warnings:
             print(f"     warning: {warning}")
+        for item in stage.outputs.get("quarantined") or []:
+            where = f"moved to {item['moved_to']}" if item.get("moved_to") else "kept out of the run"
+            first = (item.get("violations") or ["failed the data gate"])[0]
+            print(f"     batch {item.get('batch')} failed the data gate ({where}): {first}")
+        if stage.name == "validate":
+            for warning in stage.outputs.get("warnings") or []:
+                print(f"     data gate warning: {warning}")
     for line in _measurements(record):
         print(line)
     return EXIT_OK
@@ -310,7 +329,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_reindex(args: argparse.Namespace) -> int:
 
     project = _project(args)
-    count = project.archive().reindex()
+    archive = project.archive()
+    count = archive.reindex()
+    _print_notices(archive)
     print(f"indexed {count} runs from {project.runs_dir}")
     return EXIT_OK
 
@@ -366,11 +387,12 @@ def _print_rules(rules: dict[str, Any]) -> None:
 
 def cmd_triggers(args: argparse.Namespace) -> int:
     from . import daemon
+    from .run_results import describe_runs
 
     project = _project(args)
     state = daemon.status(project)
     decisions = daemon.store_for(project).decisions(limit=args.limit, trigger=args.trigger)
-    outcomes = _run_outcomes(project, [d.run_id for d in decisions if d.run_id])
+    outcomes = describe_runs(project.archive(), (d.run_id for d in decisions))
     if args.json:
         _emit_json({"rules": state["rules"], "counts": state["decision_counts"],
                     "decisions": [{**d.to_dict(), "run": outcomes.get(d.run_id or "")} for d in decisions]})
@@ -387,23 +409,9 @@ def cmd_triggers(args: argparse.Namespace) -> int:
         then = f"; run {run['status']}" + (f": {run['why']}" if run.get("why") else "") if run else ""
         print(f"{d.evaluated_at:27} {d.trigger:12} {'yes' if d.fired else 'no':5} {d.action:10} "
               f"{d.run_id or '-':24} {d.reason}{then}")
+        if run:
+            print(f"{'':27} {'':12} {'':5} {'':10} {'':24} -> run {run['text']}")
     return EXIT_OK
-
-
-def _run_outcomes(project: Project, run_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Status of the runs that decisions started, with why a run did not succeed (blocked, failed)."""
-    archive = project.archive()
-    found: dict[str, dict[str, Any]] = {}
-    for run_id in dict.fromkeys(run_ids):
-        try:
-            record = archive.load(run_id)
-        except CTError:
-            continue
-        why = None
-        if record.status != RunStatus.SUCCEEDED:
-            why = record.error or record.outcome_detail.get("reason")
-        found[run_id] = {"status": str(record.status), "outcome": str(record.outcome), "why": why}
-    return found
 
 
 def cmd_check(args: argparse.Namespace) -> int:

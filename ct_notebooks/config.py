@@ -52,11 +52,30 @@ class ColumnSchema(_Strict):
 
 
 class SchemaConfig(_Strict):
-    """How the data gate gets its schema: inferred from the reference snapshot, or declared."""
+    """How the data gate gets its schema (inferred from the champion's data, or declared) and what it tolerates.
+
+    Missing columns and a wrong dtype block a batch; a few rows with an unseen category or outside a hard
+    range are tolerated (a warning) up to the shares below. Inferred ranges only warn (shifting values
+    are the drift rules' business) unless ``enforce_inferred_ranges`` is set.
+    """
 
     mode: Literal["infer", "declared"] = "infer"
     columns: dict[str, ColumnSchema] = Field(default_factory=dict)
-    range_tolerance: float = Field(0.5, ge=0)
+    range_tolerance: float = Field(0.5, ge=0, description=(
+        "an inferred range is widened by this many times its span on each side before a value counts as out "
+        "of range"))
+    enforce_inferred_ranges: bool = Field(False, description=(
+        "true: values outside the inferred (widened) range count against max_out_of_range_share and can block; "
+        "false: they are reported as warnings only. Declared min/max are always enforced"))
+    max_out_of_range_share: float = Field(0.01, ge=0, le=1, description=(
+        "share of a batch's rows per column outside a hard range that is tolerated as a warning; above it the "
+        "batch fails"))
+    max_unseen_category_share: float = Field(0.01, ge=0, le=1, description=(
+        "share of a batch's rows per column holding a category the reference does not have that is tolerated "
+        "as a warning; above it the batch fails"))
+    allow_new_columns: bool = Field(False, description=(
+        "true: columns the reference does not have are accepted (a feature added on purpose); false: a batch "
+        "with such a column fails"))
 
     @model_validator(mode="after")
     def _declared_needs_columns(self) -> SchemaConfig:
@@ -66,14 +85,23 @@ class SchemaConfig(_Strict):
 
 
 class DataGateConfig(_Strict):
-    """Limits checked before training."""
+    """Limits checked before training: per new batch (schema, missing values, duplicates), then on all accepted
+    data (rows, constant columns, drift)."""
 
     schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
-    max_missing_share: float = Field(0.2, ge=0, le=1)
-    max_duplicate_share: float = Field(0.05, ge=0, le=1)
-    fail_on_constant_columns: bool = True
-    min_rows: int = Field(100, ge=1)
-    max_drift_share: float = Field(0.75, ge=0, le=1)
+    max_missing_share: float = Field(0.2, ge=0, le=1, description=(
+        "largest share of missing values per column in a new batch"))
+    max_duplicate_share: float = Field(0.05, ge=0, le=1, description="largest share of duplicate rows in a new batch")
+    fail_on_constant_columns: bool = Field(True, description=(
+        "block the run when a feature holds one value across all the accepted data"))
+    min_rows: int = Field(100, ge=1, description="fewest rows the accepted data must have")
+    max_drift_share: float = Field(0.75, ge=0, le=1, description=(
+        "largest share of feature columns drifted from the champion's data before the run is blocked"))
+    on_bad_batch: Literal["quarantine", "block"] = Field("quarantine", description=(
+        "a new batch that fails the schema or quality checks on its own: 'quarantine' moves it to "
+        "quarantine_dir (with a reason file) and trains on the batches that pass; 'block' stops the whole run"))
+    quarantine_dir: str = Field("data/quarantine", min_length=1, description=(
+        "folder, relative to the project, that receives quarantined batch files"))
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -245,6 +273,8 @@ class RunnerConfig(_Strict):
     on_busy: Literal["refuse", "wait"] = "refuse"
     kernel_name: str = "python3"
     html: bool = True
+    #: a run does not start with less free space (MB) where the project's runs are written
+    min_free_mb: float = Field(100, ge=0)
 
 
 def _default_pipelines() -> dict[str, PipelineConfig]:

@@ -30,6 +30,8 @@ from filelock import FileLock, Timeout
 from .archive import atomic_write_json, new_run_id
 from .decisions import STORE_FILE, Job, Store
 from .errors import CTError, DaemonError, DaemonRunning, RunInProgress, RunNotFound
+from .liveness import pid_alive as _pid_alive
+from .liveness import process_start_time as process_started
 from .models import RunRecord, RunStatus, StageError, TriggerDecision, utcnow
 from .project import Project
 from .trigger_config import DriftRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
@@ -88,31 +90,6 @@ def count_rows(path: Path) -> int | None:
         lines += last != b"\n"
         return max(0, lines - 1)
     except Exception:
-        return None
-
-
-def _pid_alive(pid: int | None, started: float | None = None) -> bool:
-    """Process ``pid`` runs (not a zombie) and, when ``started`` is given, is the one started then."""
-    if pid is None:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > 1.0:
-            return False  # the pid was reused by a later process
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def process_started(pid: int) -> float | None:
-    """The start time of process ``pid`` (seconds since the epoch), None when it is gone."""
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
         return None
 
 

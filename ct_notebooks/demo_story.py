@@ -12,6 +12,7 @@ from typing import Any
 from .demo import BATCHES, demo_config, generate_batches
 from .models import RunRecord, RunStatus
 from .project import Project
+from .run_results import quarantined_batches
 from .runner import EventCallback, Runner
 from .scaffold import init_project
 
@@ -44,14 +45,16 @@ def _champion_version(runner: Runner) -> int | None:
 
 
 def _describe_train(record: RunRecord) -> str:
+    quarantined = [str(q["batch"]) for q in quarantined_batches(record) if q.get("moved_to")]
+    moved = f"; data gate quarantined {', '.join(quarantined)} (data/quarantine/)" if quarantined else ""
     if record.status == RunStatus.BLOCKED:
-        return "retrain blocked by the data gate; champion kept"
+        return f"retrain blocked by the data gate{moved}; champion kept"
     if record.status != RunStatus.SUCCEEDED:
-        return f"retrain {record.status} at {record.failed_stage}; champion kept"
+        return f"retrain {record.status} at {record.failed_stage}{moved}; champion kept"
     detail = record.outcome_detail
     if record.outcome == "promoted":
-        return f"retrained; v{detail.get('version')} promoted"
-    return f"retrained; v{detail.get('version')} rejected by the model gate"
+        return f"retrained{moved}; v{detail.get('version')} promoted"
+    return f"retrained{moved}; v{detail.get('version')} rejected by the model gate"
 
 
 def prepare_demo_project(folder: Path, *, scale: float = 1.0, fresh: bool = True) -> Project:
@@ -107,11 +110,6 @@ def run_demo(
                 train = runner.run("train", trigger=trigger, reason=reason)
                 row.train_run = train.run_id
                 row.action = _describe_train(train)
-                if train.status == RunStatus.BLOCKED or monitor.status == RunStatus.BLOCKED:
-                    quarantine = project.root / "data" / "quarantine"
-                    quarantine.mkdir(exist_ok=True)
-                    shutil.move(str(landed), str(quarantine / landed.name))
-                    row.action += "; batch moved to data/quarantine/"
             row.champion = _champion_version(runner)
             say(f"[demo] {spec.name}: {row.action}")
             rows.append(row)
@@ -205,11 +203,8 @@ def run_daemon_demo(
                 row = DemoRow(spec.name, spec.story, outputs.get("drift", {}).get("drift_share"),
                               metrics.get("accuracy"), "no action: model healthy", None, monitor_run=monitor.run_id)
                 if monitor.status != RunStatus.SUCCEEDED:
-                    row.action = f"monitor {monitor.status} at {monitor.failed_stage}; no trigger can read it"
-                    quarantine = project.root / "data" / "quarantine"
-                    quarantine.mkdir(exist_ok=True)
-                    shutil.move(str(landed), str(quarantine / landed.name))
-                    row.action += "; batch moved to data/quarantine/"
+                    row.action = (f"monitor {monitor.status} at {monitor.failed_stage}; no trigger can read it "
+                                  "(the next training run's data gate quarantines the batch)")
                 train = next((j for j in store.jobs() if j.pipeline == "train" and j.decision
                               and j.decision.get("values", {}).get("monitor_run") == monitor.run_id), None)
                 if train is not None:

@@ -16,6 +16,8 @@
     │   └── StaleGateDecision    the champion moved after the gate compared against it
     ├── DriftError               drift computation received unusable input
     ├── ArchiveError             a run folder or the index cannot be read or written
+    │   ├── SchemaVersionError   a stored file was written by a newer ct-notebooks
+    │   └── NoSpace              too little free disk space to start, or a write hit a full disk
     └── DaemonError              the project's daemon cannot start, stop or be reached
         └── DaemonRunning        another daemon holds the project (names its pid)
 """
@@ -143,6 +145,19 @@ class DriftError(CTError):
 
 class ArchiveError(CTError):
     """A run folder or the run index cannot be read or written."""
+
+
+class SchemaVersionError(ArchiveError):
+    """A stored file (``run.json``, the run index) carries a schema version newer than this code reads."""
+
+    def __init__(self, message: str, *, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(message)
+
+
+class NoSpace(ArchiveError):
+    """Too little free disk space to start a run, or a write failed because the disk is full."""
 
 
 class DaemonError(CTError):

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .errors import SchemaVersionError
+
+#: version of the ``run.json`` format written by this ct-notebooks; 1 is the unversioned format
+RUN_SCHEMA_VERSION = 2
 
 def utcnow() -> str:
     """Current time as an ISO-8601 UTC string with microseconds."""
@@ -27,6 +31,8 @@ class RunStatus(enum.StrEnum):
     BLOCKED = "blocked"
     SKIPPED = "skipped"
     PENDING = "pending"
+    #: the run's ``run.json`` cannot be read; the record says why and the folder is kept as it is
+    DAMAGED = "damaged"
 
     @property
     def is_failure(self) -> bool:
@@ -57,7 +63,8 @@ class StageError:
     traceback: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"ename": self.ename, "evalue": self.evalue, "cell_index": self.cell_index,
+                "traceback": self.traceback}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageError:
@@ -86,18 +93,30 @@ class StageRecord:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["status"] = str(self.status)
-        data["error"] = self.error.to_dict() if self.error else None
-        return data
+        """JSON-ready fields; containers are copied one level deep, nested values are shared."""
+        return {
+            "name": self.name, "notebook": self.notebook, "status": str(self.status),
+            "started_at": self.started_at, "ended_at": self.ended_at, "duration_s": self.duration_s,
+            "cpu_s": self.cpu_s, "overhead_s": self.overhead_s, "parameters": dict(self.parameters),
+            "outputs": dict(self.outputs), "error": self.error.to_dict() if self.error else None,
+            "executed_notebook": self.executed_notebook, "html": self.html,
+            "notebook_sha256": self.notebook_sha256, "reused_from": self.reused_from,
+            "warnings": list(self.warnings),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageRecord:
-        values = dict(data)
-        values["status"] = RunStatus(values.get("status", "pending"))
-        values["error"] = StageError.from_dict(values["error"]) if values.get("error") else None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """A stage from its JSON form (unknown keys are ignored)."""
+        get = data.get
+        error = get("error")
+        return cls(
+            name=data["name"], notebook=data["notebook"], status=_STATUSES[get("status", "pending")],
+            started_at=get("started_at"), ended_at=get("ended_at"), duration_s=get("duration_s"),
+            cpu_s=get("cpu_s"), overhead_s=get("overhead_s"), parameters=get("parameters", {}),
+            outputs=get("outputs", {}), error=StageError.from_dict(error) if error else None,
+            executed_notebook=get("executed_notebook"), html=get("html"), notebook_sha256=get("notebook_sha256"),
+            reused_from=get("reused_from"), warnings=get("warnings", []),
+        )
 
 
 @dataclass
@@ -109,6 +128,8 @@ class GateResult:
     rule: str
     values: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
+    #: findings recorded without blocking (a few odd rows, values beyond inferred ranges, quarantined batches)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,8 +186,10 @@ class RunRecord:
     mlflow_run_ids: list[str] = field(default_factory=list)
     resumed_from: str | None = None
     attempts: int = 1
+    #: the process that owns the run while it is queued or running: pid, host and start time
     pid: int | None = None
     host: str | None = None
+    pid_started_at: float | None = None
 
     def stage(self, name: str) -> StageRecord:
         for record in self.stages:
@@ -179,17 +202,56 @@ class RunRecord:
         return {s.name: dict(s.outputs) for s in self.stages if s.outputs}
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["status"] = str(self.status)
-        data["outcome"] = str(self.outcome)
-        data["stages"] = [s.to_dict() for s in self.stages]
-        return data
+        """The ``run.json`` form (with ``schema_version``); containers copied one level deep."""
+        return {
+            "schema_version": RUN_SCHEMA_VERSION,
+            "run_id": self.run_id, "pipeline": self.pipeline, "status": str(self.status),
+            "outcome": str(self.outcome), "outcome_detail": dict(self.outcome_detail),
+            "trigger": self.trigger, "reason": self.reason,
+            "decision": dict(self.decision) if self.decision is not None else None,
+            "parameters": {k: dict(v) for k, v in self.parameters.items()},
+            "stages": [s.to_dict() for s in self.stages],
+            "created_at": self.created_at, "started_at": self.started_at, "ended_at": self.ended_at,
+            "duration_s": self.duration_s, "error": self.error, "failed_stage": self.failed_stage,
+            "lineage": dict(self.lineage), "mlflow_run_ids": list(self.mlflow_run_ids),
+            "resumed_from": self.resumed_from, "attempts": self.attempts,
+            "pid": self.pid, "host": self.host, "pid_started_at": self.pid_started_at,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        values = dict(data)
-        values["status"] = RunStatus(values.get("status", "queued"))
-        values["outcome"] = Outcome(values.get("outcome", "none"))
-        values["stages"] = [StageRecord.from_dict(s) for s in values.get("stages", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """A record from its ``run.json`` form; migrates older versions, refuses newer ones."""
+        get = migrate_run(data).get
+        return cls(
+            run_id=data["run_id"], pipeline=data["pipeline"], status=_STATUSES[get("status", "queued")],
+            outcome=_OUTCOMES[get("outcome", "none")], outcome_detail=get("outcome_detail", {}),
+            trigger=get("trigger", "manual"), reason=get("reason", ""), decision=get("decision"),
+            parameters=get("parameters", {}), stages=[StageRecord.from_dict(s) for s in get("stages", [])],
+            created_at=get("created_at") or utcnow(), started_at=get("started_at"), ended_at=get("ended_at"),
+            duration_s=get("duration_s"), error=get("error"), failed_stage=get("failed_stage"),
+            lineage=get("lineage", {}), mlflow_run_ids=get("mlflow_run_ids", []), resumed_from=get("resumed_from"),
+            attempts=get("attempts", 1), pid=get("pid"), host=get("host"), pid_started_at=get("pid_started_at"),
+        )
+
+
+def migrate_run(data: dict[str, Any]) -> dict[str, Any]:
+    """``run.json`` data brought to :data:`RUN_SCHEMA_VERSION` (the same dict when it is current).
+
+    Version 1 (no ``schema_version``) lacks ``pid_started_at``: it reads as unknown.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"a run record is a JSON object, not {type(data).__name__}")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"schema_version must be a positive integer, not {version!r}")
+    if version > RUN_SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"run.json has schema_version {version}; this ct-notebooks reads versions up to "
+            f"{RUN_SCHEMA_VERSION}: upgrade ct-notebooks", found=version, supported=RUN_SCHEMA_VERSION)
+    if version == 1:
+        return {**data, "schema_version": RUN_SCHEMA_VERSION, "pid_started_at": None}
+    return data
+
+
+_STATUSES = {s.value: s for s in RunStatus}
+_OUTCOMES = {o.value: o for o in Outcome}

@@ -20,16 +20,19 @@ from typing import Any
 import nbformat
 from filelock import FileLock, Timeout
 
-from .archive import atomic_write_json, new_run_id
+from .archive import atomic_write_bytes, atomic_write_json, is_disk_full, new_run_id
 from .background import BackgroundWork, worker_pool
 from .config import StageConfig
-from .errors import ParameterError, ResumeError, RunInProgress, StageFailed
+from .errors import NoSpace, ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
+from .liveness import this_process
 from .models import Outcome, RunRecord, RunStatus, StageError, StageRecord, utcnow
 from .params import declared_parameters, split_overrides, validate_parameters
 from .project import Project
 from .stage import CONTEXT_PARAMETER, OUTPUTS_DIR, read_outputs
 
+#: bytes set aside when a run starts and freed when the disk fills, so that the failure can be recorded
+RESERVE_BYTES = 256 * 1024
 LINEAGE_PACKAGES = ("ct-notebooks", "papermill", "nbclient", "mlflow", "evidently", "scikit-learn", "pandas", "numpy")
 
 
@@ -73,6 +76,14 @@ def _git_commit(root: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _free_mb(path: Path) -> float:
+    """Free space (MB) on the file system that holds ``path`` (or its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return shutil.disk_usage(folder).free / 1e6
+    return float("inf")
 
 
 def _cells_seconds(notebook: Path) -> float:
@@ -203,10 +214,11 @@ class Runner:
         """Execute ``pipeline`` and return its archived record (failed runs are returned, not raised)."""
         plan = self.plan(pipeline, overrides)
         config = self.project.pipeline(pipeline)
+        self.check_free_space()
         self._prepare(config.stages, 0)
-        with self._pipeline_lock(pipeline) as owner:
+        with self._pipeline_lock(pipeline) as owner, self._reserve(run_id or new_run_id()) as reserved:
             record = RunRecord(
-                run_id=run_id or new_run_id(),
+                run_id=reserved.name,
                 pipeline=pipeline,
                 trigger=trigger,
                 reason=reason,
@@ -215,13 +227,17 @@ class Runner:
                 stages=[StageRecord(name=s.name, notebook=s.notebook, parameters=plan[s.name]) for s in config.stages],
                 lineage={"project_commit": _git_commit(self.project.root), "packages": _package_versions()},
             )
-            atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
+            record.pid, record.host, record.pid_started_at = this_process()
+            self._write_owner(owner, record.run_id)
             self.archive.create(record)
-            return self._execute(record, config.stages, start=0)
+            return self._execute(record, config.stages, start=0, reserve=reserved)
 
     def resume(self, run_id: str) -> RunRecord:
         """Re-run a stopped run from its failed stage, reusing the outputs earlier stages recorded."""
+        self.check_free_space()
         record = self.archive.load(run_id)
+        if record.status == RunStatus.DAMAGED:
+            raise ResumeError(f"run {run_id} cannot be resumed: {record.error}")
         resumable = record.status.is_failure or record.status == RunStatus.BLOCKED
         if not resumable:
             raise ResumeError(f"run {run_id} is {record.status}; only failed, timed-out, "
@@ -247,14 +263,71 @@ class Runner:
                     shutil.move(str(run_dir / rel), str(attempt_dir / Path(rel).name))
             record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters)
         self._prepare(config.stages, start)
-        with self._pipeline_lock(record.pipeline) as owner:
-            atomic_write_json(owner, {"run_id": record.run_id, "pid": os.getpid()})
+        with self._pipeline_lock(record.pipeline) as owner, self._reserve(record.run_id) as reserved:
+            self._write_owner(owner, record.run_id)
             record.attempts += 1
             record.error = None
             record.failed_stage = None
             record.outcome = Outcome.NONE
             record.outcome_detail = {}
-            return self._execute(record, config.stages, start=start)
+            return self._execute(record, config.stages, start=start, reserve=reserved)
+
+    # -- disk space ----------------------------------------------------------------------------
+    def check_free_space(self) -> None:
+        """Refuse to start (:class:`NoSpace`) with less free space than ``runner.min_free_mb``."""
+        limit = self.project.config.runner.min_free_mb
+        free = _free_mb(self.project.runs_dir)
+        if free < limit:
+            raise NoSpace(f"not enough free disk space to start a run: {free:.1f} MB free at {self.project.runs_dir}, "
+                          f"runner.min_free_mb in ct.yaml asks for {limit:g} MB; free some space or lower the limit")
+
+    @contextlib.contextmanager
+    def _reserve(self, run_id: str) -> Iterator[Path]:
+        """A file of :data:`RESERVE_BYTES` kept while the run executes, removed when the disk fills."""
+        path = self.project.state_dir / "reserve" / run_id
+        try:
+            atomic_write_bytes(path, b"\0" * RESERVE_BYTES)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise NoSpace(f"not enough free disk space to start a run: {exc} ({path})") from exc
+            raise
+        try:
+            yield path
+        finally:
+            self._release(path)
+
+    @staticmethod
+    def _release(reserve: Path | None) -> None:
+        if reserve is not None:
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+
+    @staticmethod
+    def _write_owner(owner: Path, run_id: str) -> None:
+        try:
+            atomic_write_json(owner, {"run_id": run_id, "pid": os.getpid()})
+        except OSError as exc:
+            raise (NoSpace if is_disk_full(exc) else RunInProgress)(
+                f"cannot write the pipeline lock owner {owner}: {exc}") from exc
+
+    def _disk_full(self, record: RunRecord, exc: BaseException, reserve: Path | None) -> None:
+        """End ``record`` failed because a write hit a full disk; frees the reserve so it can be recorded."""
+        self._release(reserve)
+        if record.status == RunStatus.FAILED and record.error and "disk full" in record.error:
+            return
+        free = _free_mb(self.project.runs_dir)
+        message = (f"disk full: {exc} (now {free:.1f} MB free at {self.project.runs_dir}; "
+                   f"runner.min_free_mb is {self.project.config.runner.min_free_mb:g})")
+        record.status = RunStatus.FAILED
+        record.error = message
+        for stage in record.stages:
+            if stage.status == RunStatus.RUNNING:
+                stage.status = RunStatus.FAILED
+                stage.error = StageError("NoSpace", message)
+                stage.ended_at = stage.ended_at or utcnow()
+                record.failed_stage = record.failed_stage or stage.name
+            elif stage.status == RunStatus.PENDING:
+                stage.status = RunStatus.SKIPPED
 
     def _prepare(self, stages: list[StageConfig], start: int) -> None:
         """Start the kernels of the first stages to run while the run is being set up."""
@@ -262,30 +335,28 @@ class Runner:
             notebook = self.project.notebook_path(stage.notebook)
             self.executor.prepare(self.project.config.runner.kernel_name, notebook.parent, notebook)
 
-    def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int) -> RunRecord:
+    def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int,
+                 reserve: Path | None = None) -> RunRecord:
         run_dir = self.archive.run_dir(record.pipeline, record.run_id)
         kernel_name = self.project.config.runner.kernel_name
         record.status = RunStatus.RUNNING
         record.started_at = record.started_at or utcnow()
-        record.pid, record.host = os.getpid(), platform.node()
-        self.archive.save(record)
-        self._emit(RunEvent("run_started", record.run_id, record.pipeline, total=len(stages)))
+        record.pid, record.host, record.pid_started_at = this_process()
         began = time.perf_counter()
         background = BackgroundWork(run_dir, self._html_exporter() if self.html else None, self._report_renderer)
         try:
+            self.archive.save(record)
+            self._emit(RunEvent("run_started", record.run_id, record.pipeline, total=len(stages)))
             for index in range(start, len(stages)):
                 if not self._run_one(record, stages, index, run_dir, kernel_name, background):
                     break
+        except (NoSpace, OSError) as exc:
+            if not isinstance(exc, NoSpace) and not is_disk_full(exc):
+                self._cancelled(record, exc)
+                raise
+            self._disk_full(record, exc, reserve)
         except BaseException as exc:
-            record.status = RunStatus.CANCELLED
-            record.error = record.error or f"run cancelled ({type(exc).__name__}: {exc})"
-            for stage in record.stages:
-                if stage.status == RunStatus.RUNNING:
-                    stage.status = RunStatus.CANCELLED
-                    stage.error = StageError(type(exc).__name__, str(exc) or "cancelled")
-                    stage.ended_at = utcnow()
-                elif stage.status == RunStatus.PENDING:
-                    stage.status = RunStatus.SKIPPED
+            self._cancelled(record, exc)
             raise
         finally:
             background.wait()
@@ -294,9 +365,25 @@ class Runner:
             self._finish(record)
             record.ended_at = utcnow()
             record.duration_s = round((record.duration_s or 0.0) + time.perf_counter() - began, 4)
-            self.archive.save(record)
+            try:
+                self.archive.save(record)
+            except NoSpace as exc:  # recorded with the reserve freed; if even that fails, NoSpace is raised
+                self._disk_full(record, exc, reserve)
+                self.archive.save(record)
             self._emit(RunEvent("run_finished", record.run_id, record.pipeline, status=str(record.status)))
         return record
+
+    @staticmethod
+    def _cancelled(record: RunRecord, exc: BaseException) -> None:
+        record.status = RunStatus.CANCELLED
+        record.error = record.error or f"run cancelled ({type(exc).__name__}: {exc})"
+        for stage in record.stages:
+            if stage.status == RunStatus.RUNNING:
+                stage.status = RunStatus.CANCELLED
+                stage.error = StageError(type(exc).__name__, str(exc) or "cancelled")
+                stage.ended_at = utcnow()
+            elif stage.status == RunStatus.PENDING:
+                stage.status = RunStatus.SKIPPED
 
     def _run_one(
         self,

@@ -37,6 +37,11 @@ def dtype_kind(series: pd.Series) -> str:
     return "string"
 
 
+def dtype_family(series: pd.Series) -> str:
+    """``number``, ``bool``, ``text`` or ``datetime``: dtype kinds that may stand in for each other."""
+    return _FAMILY.get(dtype_kind(series), "text")
+
+
 def _num(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
@@ -97,6 +102,19 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _outside(numbers: pd.Series, low: float | None, high: float | None) -> pd.Series:
+    outside = pd.Series(False, index=numbers.index)
+    if low is not None:
+        outside |= numbers < low
+    if high is not None:
+        outside |= numbers > high
+    return outside
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    return f"[{_fmt(low) if low is not None else '-inf'}, {_fmt(high) if high is not None else 'inf'}]"
+
+
 def check_schema(
     frame: pd.DataFrame,
     schema: dict[str, Any],
@@ -104,28 +122,40 @@ def check_schema(
     range_tolerance: float = 0.5,
     ignore: Sequence[str] = (),
     allow_unexpected: bool = False,
+    optional: Sequence[str] = (),
+    enforce_inferred_ranges: bool = True,
+    max_out_of_range_share: float = 0.0,
+    max_unseen_category_share: float = 0.0,
 ) -> tuple[list[str], dict[str, Any]]:
     """Violations (sentences) and measured values of ``frame`` against ``schema``.
 
-    Checks missing and unexpected columns (not listed by an inferred schema; reported in ``values``
-    but allowed with ``allow_unexpected``), dtype kind, numeric range widened by ``range_tolerance``
-    times the reference span on each side, unseen categories, and (declared schemas only) nulls in
-    columns declared ``nullable: false``; an inferred schema's ``nullable`` only describes the
-    reference, and missing values are limited by the quality check instead.
+    Checks missing columns (``optional`` ones may be absent) and unexpected columns (not listed by an
+    inferred schema; reported in ``values`` but allowed with ``allow_unexpected``), dtype kind, numeric
+    ranges, unseen categories, and (declared schemas only) nulls in columns declared ``nullable: false``;
+    an inferred schema's ``nullable`` only describes the reference, and missing values are limited by
+    the quality check instead.
+
+    A declared min/max is a hard range. An inferred range is widened by ``range_tolerance`` times the
+    reference span on each side, and is hard only with ``enforce_inferred_ranges``; values outside a soft
+    range are warnings. Rows outside a hard range, or holding an unseen category, are a violation above
+    ``max_out_of_range_share`` / ``max_unseen_category_share`` of the rows and a warning up to it.
+    Warnings are listed in ``values["warnings"]``.
     """
     if "columns" not in schema or not isinstance(schema["columns"], dict):
         raise CTError("a schema must be a mapping with a 'columns' mapping (see validation.infer_schema)")
     expected: dict[str, dict[str, Any]] = schema["columns"]
+    declared = schema.get("source") == "declared"
     skip = {BATCH_COLUMN, *ignore}
     present = [str(c) for c in frame.columns if c not in skip]
     violations: list[str] = []
+    warnings: list[str] = []
     values: dict[str, Any] = {}
     rows = len(frame)
 
-    missing = [c for c in expected if c not in frame.columns and c not in skip]
+    missing = [c for c in expected if c not in frame.columns and c not in skip and c not in optional]
     for name in missing:
         violations.append(f"column {name!r} is missing (expected by the schema)")
-    unexpected = [c for c in present if c not in expected] if schema.get("source") != "declared" else []
+    unexpected = [c for c in present if c not in expected] if not declared else []
     if not allow_unexpected:
         for name in unexpected:
             violations.append(f"column {name!r} is not in the schema (unexpected column)")
@@ -141,34 +171,43 @@ def check_schema(
         kind = dtype_kind(series)
         want = spec.get("dtype")
         if want and _FAMILY.get(want) != _FAMILY.get(kind) and not (want == "bool" and _is_zero_one(series)):
+            if not series.notna().any():
+                continue  # an all-missing column has no dtype to speak of: the missing-share check covers it
             violations.append(f"column {name!r} has dtype {kind} ({series.dtype}), expected {want}")
             continue
         nulls = int(series.isna().sum())
-        if schema.get("source") == "declared" and not spec.get("nullable", True) and nulls:
+        if declared and not spec.get("nullable", True) and nulls:
             violations.append(
                 f"column {name!r} has {nulls} missing value(s) ({_share(nulls, rows):.1%}) but is not nullable"
             )
         lo, hi = spec.get("min"), spec.get("max")
         if (lo is not None or hi is not None) and pd.api.types.is_numeric_dtype(series.dtype):
+            widen = 0.0 if declared else range_tolerance
             span = (hi - lo) if lo is not None and hi is not None else 0.0
-            low = None if lo is None else lo - range_tolerance * span
-            high = None if hi is None else hi + range_tolerance * span
+            low = None if lo is None else lo - widen * span
+            high = None if hi is None else hi + widen * span
             numbers = series.dropna().astype(float)
-            outside = pd.Series(False, index=numbers.index)
-            if low is not None:
-                outside |= numbers < low
-            if high is not None:
-                outside |= numbers > high
+            outside = _outside(numbers, low, high)
             count = int(outside.sum())
             if count:
                 out_of_range[name] = count
                 bad = numbers[outside]
-                violations.append(
-                    f"column {name!r}: {count} value(s) ({_share(count, rows):.1%}) outside the allowed range "
-                    f"[{_fmt(low) if low is not None else '-inf'}, {_fmt(high) if high is not None else 'inf'}] "
-                    f"(reference {_fmt(lo) if lo is not None else '-inf'} to {_fmt(hi) if hi is not None else 'inf'}"
-                    f", widened by {range_tolerance:g} x span); observed {_fmt(bad.min())} to {_fmt(bad.max())}"
-                )
+                share = _share(count, rows)
+                hard = declared or enforce_inferred_ranges
+                where = (f"{count} value(s) ({share:.1%}) outside the {'declared' if declared else 'allowed'} range "
+                         f"{_bounds(low, high)}")
+                if not declared:
+                    where += f" (reference {_bounds(lo, hi)}, widened by {range_tolerance:g} x span)"
+                where += f"; observed {_fmt(bad.min())} to {_fmt(bad.max())}"
+                if hard and share > max_out_of_range_share:
+                    violations.append(f"column {name!r}: {where}, above the tolerated share "
+                                      f"{max_out_of_range_share:.1%}")
+                elif hard:
+                    warnings.append(f"column {name!r}: {where}, within the tolerated share "
+                                    f"{max_out_of_range_share:.1%}")
+                else:
+                    warnings.append(f"column {name!r}: {where}; inferred ranges are not enforced: the drift rules "
+                                    "weigh moving values")
         allowed = spec.get("categories")
         if allowed is not None:
             observed = series.dropna().astype(str)
@@ -179,12 +218,17 @@ def check_schema(
                 shown = ", ".join(repr(v) for v in names[:5])
                 if len(names) > 5:
                     shown += f" and {len(names) - 5} more"
-                violations.append(
-                    f"column {name!r}: unseen categor{'y' if len(names) == 1 else 'ies'} {shown} in "
-                    f"{len(new)} row(s) ({_share(len(new), rows):.1%})"
-                )
+                share = _share(len(new), rows)
+                text = (f"column {name!r}: unseen categor{'y' if len(names) == 1 else 'ies'} {shown} in "
+                        f"{len(new)} row(s) ({share:.1%})")
+                if share > max_unseen_category_share:
+                    violations.append(text + (f", above the tolerated share {max_unseen_category_share:.1%}"
+                                              if max_unseen_category_share else ""))
+                else:
+                    warnings.append(text + f", within the tolerated share {max_unseen_category_share:.1%}")
     values["out_of_range"] = out_of_range
     values["unseen_categories"] = unseen
+    values["warnings"] = warnings
     return violations, values
 
 
@@ -194,23 +238,11 @@ def _is_zero_one(series: pd.Series) -> bool:
     return bool(series.dropna().isin([0, 1]).all())
 
 
-def check_quality(
-    frame: pd.DataFrame,
-    gate: DataGateConfig,
-    *,
-    columns: Sequence[str] | None = None,
-    constant_columns: Sequence[str] | None = None,
+def _missing_and_duplicates(
+    frame: pd.DataFrame, gate: DataGateConfig, checked: Sequence[str]
 ) -> tuple[list[str], dict[str, Any]]:
-    """Violations and values for row count, missing share per column, duplicate rows, constant columns.
-
-    ``columns`` limits the missing-share check (default: every column but :data:`BATCH_COLUMN`);
-    ``constant_columns`` the constant check (default: the same columns).
-    """
-    checked = [str(c) for c in (columns if columns is not None else frame.columns) if c != BATCH_COLUMN]
     violations: list[str] = []
     rows = len(frame)
-    if rows < gate.min_rows:
-        violations.append(f"only {rows} row(s), the data gate needs at least {gate.min_rows} (gates.data.min_rows)")
     missing_share = {c: round(_share(int(frame[c].isna().sum()), rows), 6) for c in checked if c in frame.columns}
     for name, share in missing_share.items():
         if share > gate.max_missing_share:
@@ -226,8 +258,15 @@ def check_quality(
             f"{duplicates} duplicate row(s) ({duplicate_share:.1%} of {rows}), above the limit "
             f"{gate.max_duplicate_share:.1%} (gates.data.max_duplicate_share)"
         )
-    candidates = [str(c) for c in (constant_columns if constant_columns is not None else checked) if c in frame.columns]
-    constant = [c for c in candidates if rows and frame[c].nunique(dropna=True) <= 1]
+    values = {"missing_share": missing_share, "duplicate_rows": duplicates,
+              "duplicate_share": round(duplicate_share, 6)}
+    return violations, values
+
+
+def _constant(frame: pd.DataFrame, gate: DataGateConfig, candidates: Sequence[str]) -> tuple[list[str], list[str]]:
+    rows = len(frame)
+    constant = [c for c in candidates if c in frame.columns and rows and frame[c].nunique(dropna=True) <= 1]
+    violations = []
     if gate.fail_on_constant_columns:
         for name in constant:
             shown = frame[name].dropna()
@@ -235,14 +274,42 @@ def check_quality(
             violations.append(
                 f"column {name!r} is constant ({value} in all {rows} rows; gates.data.fail_on_constant_columns)"
             )
-    values = {
-        "rows": rows,
-        "missing_share": missing_share,
-        "duplicate_rows": duplicates,
-        "duplicate_share": round(duplicate_share, 6),
-        "constant_columns": constant,
-    }
-    return violations, values
+    return violations, constant
+
+
+def _min_rows(frame: pd.DataFrame, gate: DataGateConfig) -> list[str]:
+    if len(frame) < gate.min_rows:
+        return [f"only {len(frame)} row(s), the data gate needs at least {gate.min_rows} (gates.data.min_rows)"]
+    return []
+
+
+def check_quality(
+    frame: pd.DataFrame,
+    gate: DataGateConfig,
+    *,
+    columns: Sequence[str] | None = None,
+    constant_columns: Sequence[str] | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Violations and values for row count, missing share per column, duplicate rows, constant columns.
+
+    ``columns`` limits the missing-share check (default: every column but :data:`BATCH_COLUMN`);
+    ``constant_columns`` the constant check (default: the same columns).
+    """
+    checked = [str(c) for c in (columns if columns is not None else frame.columns) if c != BATCH_COLUMN]
+    per_batch, values = _missing_and_duplicates(frame, gate, checked)
+    candidates = [str(c) for c in (constant_columns if constant_columns is not None else checked)]
+    constant_violations, constant = _constant(frame, gate, candidates)
+    violations = _min_rows(frame, gate) + per_batch + constant_violations
+    return violations, {"rows": len(frame), **values, "constant_columns": constant}
+
+
+def check_batch_quality(
+    frame: pd.DataFrame, gate: DataGateConfig, *, columns: Sequence[str] | None = None
+) -> tuple[list[str], dict[str, Any]]:
+    """The quality limits one batch must meet on its own: missing share per column and duplicate rows."""
+    checked = [str(c) for c in (columns if columns is not None else frame.columns) if c != BATCH_COLUMN]
+    violations, values = _missing_and_duplicates(frame, gate, checked)
+    return violations, {"rows": len(frame), **values}
 
 
 def check_drift(drift_share: float | None, drifted: Sequence[str], gate: DataGateConfig) -> list[str]:
@@ -255,6 +322,29 @@ def check_drift(drift_share: float | None, drifted: Sequence[str], gate: DataGat
     ]
 
 
+def _limits(gate: DataGateConfig) -> dict[str, Any]:
+    tolerance = gate.schema_
+    return {
+        "max_missing_share": gate.max_missing_share,
+        "max_duplicate_share": gate.max_duplicate_share,
+        "min_rows": gate.min_rows,
+        "max_drift_share": gate.max_drift_share,
+        "range_tolerance": tolerance.range_tolerance,
+        "enforce_inferred_ranges": tolerance.enforce_inferred_ranges,
+        "max_out_of_range_share": tolerance.max_out_of_range_share,
+        "max_unseen_category_share": tolerance.max_unseen_category_share,
+        "fail_on_constant_columns": gate.fail_on_constant_columns,
+        "on_bad_batch": gate.on_bad_batch,
+    }
+
+
+def _rule(violations: Sequence[str], warnings: Sequence[str]) -> str:
+    if violations:
+        return f"block: {len(violations)} violation(s) of the data gate; first: {violations[0]}"
+    extra = f" ({len(warnings)} warning(s))" if warnings else ""
+    return f"pass: schema, quality and drift limits all hold{extra}"
+
+
 def validate(
     frame: pd.DataFrame,
     schema: dict[str, Any],
@@ -265,15 +355,22 @@ def validate(
     drifted_columns: Sequence[str] = (),
     allow_new_columns: bool = False,
 ) -> GateResult:
-    """The data gate on ``frame``: schema, quality and (when measured) drift limits, in one result.
+    """The data gate on the whole of ``frame``: schema, quality and (when measured) drift limits, in one result.
 
-    ``allow_new_columns`` accepts columns the schema does not know (a feature added on purpose).
+    ``allow_new_columns`` (or ``gates.data.schema.allow_new_columns``) accepts columns the schema does not
+    know. Pipelines judge each batch on its own instead (:mod:`ct_notebooks.batch_gate` and :func:`run_gate`).
     """
     gate = config.gates.data
     data = config.data
+    tolerance = gate.schema_
     schema_violations, schema_values = check_schema(
-        frame, schema, range_tolerance=gate.schema_.range_tolerance, allow_unexpected=allow_new_columns
+        frame, schema, range_tolerance=tolerance.range_tolerance,
+        allow_unexpected=allow_new_columns or tolerance.allow_new_columns,
+        enforce_inferred_ranges=tolerance.enforce_inferred_ranges,
+        max_out_of_range_share=tolerance.max_out_of_range_share,
+        max_unseen_category_share=tolerance.max_unseen_category_share,
     )
+    warnings = schema_values.pop("warnings")
     if data.target not in frame.columns and data.target not in schema["columns"]:
         schema_violations.insert(0, f"target column {data.target!r} is missing (data.target in ct.yaml)")
     quality_violations, quality_values = check_quality(
@@ -287,22 +384,76 @@ def validate(
         **quality_values,
         "drift_share": None if drift_share is None else round(float(drift_share), 6),
         "drifted_columns": list(drifted_columns),
-        "limits": {
-            "max_missing_share": gate.max_missing_share,
-            "max_duplicate_share": gate.max_duplicate_share,
-            "min_rows": gate.min_rows,
-            "max_drift_share": gate.max_drift_share,
-            "range_tolerance": gate.schema_.range_tolerance,
-            "fail_on_constant_columns": gate.fail_on_constant_columns,
-        },
+        "limits": _limits(gate),
         "counts": {
             "schema": len(schema_violations),
             "quality": len(quality_violations),
             "drift": len(drift_violations),
         },
     }
-    if violations:
-        rule = f"block: {len(violations)} violation(s) of the data gate; first: {violations[0]}"
-    else:
-        rule = "pass: schema, quality and drift limits all hold"
-    return GateResult(gate="data", passed=not violations, rule=rule, values=values, violations=violations)
+    return GateResult(gate="data", passed=not violations, rule=_rule(violations, warnings), values=values,
+                      violations=violations, warnings=warnings)
+
+
+def run_gate(
+    frame: pd.DataFrame,
+    config: ProjectConfig,
+    batch_gate: dict[str, Any] | None,
+    *,
+    features: Sequence[str] | None = None,
+    drift_share: float | None = None,
+    drifted_columns: Sequence[str] = (),
+) -> GateResult:
+    """The data gate of a pipeline run, on the rows ingest kept after judging each batch.
+
+    ``batch_gate`` is what ingest recorded (``BatchGate.to_dict()``). Batches that failed on their own
+    block the run with ``gates.data.on_bad_batch: block``, and are warnings (kept out, or quarantined)
+    otherwise; the kept data must then have the target, enough rows, no constant feature and drift
+    within ``gates.data.max_drift_share``.
+    """
+    gate = config.gates.data
+    data = config.data
+    summary = batch_gate or {}
+    verdicts = [v for v in summary.get("verdicts") or [] if isinstance(v, dict)]
+    failed = [v for v in verdicts if v.get("status") in ("failed", "quarantined")]
+    block_batches = summary.get("on_bad_batch", gate.on_bad_batch) == "block"
+    schema_violations: list[str] = []
+    quality_violations: list[str] = []
+    warnings = list(summary.get("warnings") or [])
+    for verdict in failed:
+        texts = [str(t) for t in verdict.get("violations") or []]
+        if block_batches:
+            n_schema = int((verdict.get("values") or {}).get("counts", {}).get("schema", len(texts)))
+            schema_violations += [f"batch {verdict['batch']}: {t}" for t in texts[:n_schema]]
+            quality_violations += [f"batch {verdict['batch']}: {t}" for t in texts[n_schema:]]
+            continue
+        where = (f"moved to {verdict['moved_to']}" if verdict.get("moved_to")
+                 else "kept out of this run (not moved: runs by hand never move files)")
+        first = texts[0] if texts else "failed the data gate"
+        more = f" (+{len(texts) - 1} more)" if len(texts) > 1 else ""
+        warnings.append(f"batch {verdict['batch']} quarantined, {where}: {first}{more}")
+    if data.target not in frame.columns:
+        schema_violations.insert(0, f"target column {data.target!r} is missing (data.target in ct.yaml)")
+    constant_violations, constant = _constant(
+        frame, gate, [str(c) for c in (features if features is not None else frame.columns) if c != BATCH_COLUMN]
+    )
+    quality_violations = _min_rows(frame, gate) + quality_violations + constant_violations
+    drift_violations = check_drift(drift_share, drifted_columns, gate)
+    violations = schema_violations + quality_violations + drift_violations
+    values: dict[str, Any] = {
+        "schema_source": summary.get("schema_source"),
+        "rows": len(frame),
+        "constant_columns": constant,
+        "drift_share": None if drift_share is None else round(float(drift_share), 6),
+        "drifted_columns": list(drifted_columns),
+        "batches": {key: list(summary.get(key) or []) for key in ("accepted", "judged", "passed", "failed",
+                                                                  "quarantined")},
+        "limits": _limits(gate),
+        "counts": {
+            "schema": len(schema_violations),
+            "quality": len(quality_violations),
+            "drift": len(drift_violations),
+        },
+    }
+    return GateResult(gate="data", passed=not violations, rule=_rule(violations, warnings), values=values,
+                      violations=violations, warnings=warnings)

@@ -64,10 +64,11 @@ INGEST = [
     md("""
         # Ingest: snapshot the training data
 
-        Reads the batches in the project's landing zone (`data.incoming` in `ct.yaml`), keeps the rows
-        up to `cutoff` and within the training window (`model.training.window`), and splits them by time:
-        the newest rows become the **holdout** on which the evaluate stage compares the contender with
-        the champion. The holdout is the newest `holdout_fraction` of the rows, but at most
+        Reads the batches in the project's landing zone (`data.incoming` in `ct.yaml`), judges each new
+        batch on its own (a batch that fails is quarantined, or blocks the run: `gates.data.on_bad_batch`),
+        keeps the rows up to `cutoff` and within the training window (`model.training.window`), and splits
+        them by time: the newest rows become the **holdout** on which the evaluate stage compares the
+        contender with the champion. The holdout is the newest `holdout_fraction` of the rows, but at most
         `model.training.holdout_new_share` of the rows the champion was not trained on, so the contender
         learns from part of the new data and both models are judged on the newest rows.
         A run started by a drift or performance trigger follows `model.training.on_change` (a narrower
@@ -83,7 +84,8 @@ INGEST = [
 
         Records `train_path`, `holdout_path`, `rows_train`, `rows_holdout`, `batches`, `data_fingerprint`,
         `time_min`, `time_max`, `split_time`, `plan` (trigger, reason, window, holdout rule, weighting,
-        refit), `rows_new`, `holdout_rule`.
+        refit), `rows_new`, `holdout_rule`, and the data gate's verdict per batch: `batch_gate`,
+        `quarantined`, `batch_digests`, `schema_path`.
     """, note=True),
     parameters("""
         cutoff = None  # ISO date/time such as "2026-03-31"; rows after it are ignored. None: all rows
@@ -93,12 +95,14 @@ INGEST = [
     """),
     context("ingest"),
     code("""
+        import json
+
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
         import pandas as pd
         from IPython.display import display
 
-        from ct_notebooks import datasets, training
+        from ct_notebooks import batch_gate, datasets, training
         from ct_notebooks.errors import CTError
 
         time_column = config.data.time_column
@@ -134,11 +138,50 @@ INGEST = [
             print(f"  {path.name}")
     """),
     md("""
+        ### Each new batch through the data gate
+        Batches that were part of the champion's data were accepted before and are not judged again. Each
+        new batch is checked on its own against the champion's data (its train and holdout snapshots) or,
+        for the first model, against what the batches agree on: columns, dtypes and categories (a few odd
+        rows are a warning, see `gates.data.schema`), missing values and duplicate rows. Values beyond
+        inferred ranges are reported, not blocked: moving values are the drift rules' business.
+
+        A batch that fails is kept out of the run. With `gates.data.on_bad_batch: quarantine` (the default)
+        a pipeline run moves it to `gates.data.quarantine_dir` with a `<name>.reason.json` beside it and
+        trains on the others; with `block` the validate stage stops the run. Opened by hand, nothing moves.
+    """),
+    code("""
+        reference = batch_gate.champion_reference(ctx.project, champion)
+        gate = batch_gate.judge_batches(paths, config, reference)
+        print(f"reference: {reference.label}")
+        display(gate.to_frame())
+    """),
+    code("""
+        if not gate.kept:  # nothing to train on: stop before moving anything (a config problem is likelier)
+            ctx.block(["no batch passed the data gate; nothing was moved", *gate.violations()])
+        if not ctx.interactive:
+            batch_gate.quarantine(gate, ctx.project, paths, run_id=ctx.run_id)
+        for verdict in gate.failed:
+            where = f"moved to {verdict.moved_to}" if verdict.moved_to else "kept out of this run"
+            print(f"batch {verdict.batch} failed the data gate ({where}):")
+            for violation in verdict.violations:
+                print(f"  - {violation}")
+        for warning in gate.warnings:
+            print(f"warning: {warning}")
+        schema_path = ctx.path("schema.json")
+        schema_path.write_text(json.dumps(gate.schema, indent=2), encoding="utf-8")
+        ctx.record(
+            batch_gate={**gate.to_dict(), "schema_source": gate.schema.get("source")},
+            quarantined=gate.quarantined(),
+            batch_digests={v.batch: v.digest for v in gate.verdicts if v.batch in gate.kept},
+            schema_path=schema_path,
+        )
+    """),
+    md("""
         ## 2. Read, cut off, keep the training window
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
-        frame = datasets.read_batches(paths, config)
+        frame = gate.accepted_frame()
         rows_read = len(frame)
         frame = datasets.apply_cutoff(frame, time_column, cutoff)
         rows_cut = len(frame)
@@ -223,14 +266,17 @@ VALIDATE = [
     md("""
         # Validate: the data gate
 
-        Checks the ingested data before any training:
+        Checks the data that ingest kept before any training:
 
-        * **schema**: columns, dtypes, numeric ranges (widened by `gates.data.schema.range_tolerance` times
-          the reference span) and categories, against the champion's training data, or against the schema
-          declared in `gates.data.schema` (the first model has no champion: its own data is the reference);
-        * **quality**: missing share per column, duplicate rows, constant columns, minimum rows;
-        * **drift**: share of feature columns whose distribution moved away from the champion's training
-          data (Evidently's default tests), with an Evidently report to read.
+        * **each new batch** (judged by ingest, on its own): columns, dtypes and categories against the
+          champion's data (its train and holdout) or the schema declared in `gates.data.schema`, missing
+          values and duplicate rows. A few odd rows are a warning (`gates.data.schema.max_unseen_category_share`,
+          `max_out_of_range_share`); values beyond inferred ranges are reported for the drift rules to weigh.
+          A batch that fails is quarantined and the run goes on (`gates.data.on_bad_batch: quarantine`), or
+          blocks the run (`block`). Batches already in the champion's data are not judged again;
+        * **all kept data**: the target column, minimum rows, constant columns;
+        * **drift**: share of feature columns whose distribution moved away from the champion's data
+          (Evidently's default tests), with an Evidently report to read.
 
         If any limit is broken the stage lists every violation and **blocks** the run: nothing is trained
         and the champion stays as it is.
@@ -239,15 +285,13 @@ VALIDATE = [
         |---|---|
         | `drift_report` | write the Evidently report `reports/data-drift.html` / `.json` when there is a champion |
         | `report_max_rows` | Evidently runs on a seeded sample above this many rows (it is slow on big data) |
-        | `allow_new_columns` | accept columns the reference does not have (a feature added on purpose) |
 
-        Records `gate_passed`, `violations`, `schema_path`, `drift_share`, `drifted_columns`, `report_html`,
-        `reference`, `gate`.
+        Records `gate_passed`, `violations`, `warnings`, `schema_path`, `drift_share`, `drifted_columns`,
+        `report_html`, `reference`, `gate`.
     """, note=True),
     parameters("""
         drift_report = True  # write the Evidently drift report when a champion reference exists
         report_max_rows = 20000  # Evidently works on a sample above this many rows per frame
-        allow_new_columns = False  # True: columns the reference lacks are accepted (a feature added on purpose)
     """),
     context("validate"),
     code("""
@@ -274,43 +318,38 @@ VALIDATE = [
         print(f"batches: {', '.join(ctx.get('ingest', 'batches'))}")
     """),
     code("""
-        champion = ctx.registry().champion()
+        batch_result = ctx.get("ingest", "batch_gate")
+        reference_paths = batch_result.get("reference_paths") or []
         reference = None
-        reference_label = "the current data (no champion yet)"
-        if champion is not None:
-            reference_tag = champion.tags.get("ct.reference")
-            reference_file = ctx.project.root / reference_tag if reference_tag else None
-            if reference_file is not None and reference_file.is_file():
-                reference = datasets.read_snapshot(reference_file)
-                reference_label = f"training data of champion version {champion.version} ({reference_tag})"
-            else:
-                reference_label = (
-                    f"the current data: champion version {champion.version} has no readable training snapshot "
-                    f"(ct.reference = {reference_tag!r})"
-                )
+        if reference_paths:
+            reference = pd.concat(
+                [datasets.read_snapshot(ctx.project.root / p) for p in reference_paths], ignore_index=True, sort=False
+            )
+        reference_label = batch_result["reference"]
         print(f"reference: {reference_label}")
     """),
     md("""
-        ## 2. Schema
-        Inferred from the reference (`gates.data.schema.mode: infer`) or taken from `ct.yaml` (`declared`).
-        Ids and times are checked for their type only: new values are expected there.
+        ## 2. Each batch on its own, and the schema
+        Ingest judged every new batch against this schema: inferred from the reference
+        (`gates.data.schema.mode: infer`) or taken from `ct.yaml` (`declared`). Ids and times are checked
+        for their type only: new values are expected there.
     """),
     code("""
-        dtype_only = [c for c in (data.id_column, data.time_column) if c]
-        if gate_config.schema_.mode == "declared":
-            schema = validation.declared_schema(config)
-        else:
-            base = reference if reference is not None else current
-            categorical = datasets.categorical_columns(config, base)
-            if config.model.task == "classification" and data.target in base.columns:
-                categorical.append(data.target)
-            schema = validation.infer_schema(base, categorical=categorical, dtype_only=dtype_only)
+        for key in ("accepted", "passed", "failed", "quarantined"):
+            names = batch_result.get(key) or []
+            print(f"{key}: {', '.join(names) if names else '-'}")
+    """),
+    code("""
+        verdicts = pd.DataFrame(batch_result["verdicts"])
+        if not verdicts.empty:
+            display(verdicts[["batch", "status", "rows", "violations", "warnings", "moved_to"]].set_index("batch"))
+        schema = json.loads(ctx.file("ingest", "schema_path").read_text(encoding="utf-8"))
         schema_path = ctx.path("schema.json")
         schema_path.write_text(json.dumps(schema, indent=2), encoding="utf-8")
         display(pd.DataFrame.from_dict(schema["columns"], orient="index"))
     """),
     md("""
-        ## 3. Drift against the champion's training data
+        ## 3. Drift against the champion's data
     """),
     code("""
         features = datasets.feature_columns(config, current)
@@ -367,11 +406,10 @@ VALIDATE = [
         ## 4. The gate
     """),
     code("""
-        result = validation.validate(
-            current, schema, config, features=features,
+        result = validation.run_gate(
+            current, config, batch_result, features=features,
             drift_share=None if drift_result is None else drift_result.drift_share,
             drifted_columns=[] if drift_result is None else drift_result.drifted_columns(),
-            allow_new_columns=allow_new_columns,
         )
     """),
     code("""
@@ -384,6 +422,10 @@ VALIDATE = [
                 print(f"  - {violation}")
     """),
     code("""
+        for warning in result.warnings:  # a few odd rows, values beyond inferred ranges, quarantined batches
+            print(f"warning: {warning}")
+    """),
+    code("""
         # the gate at a glance: a widget when you run it, plain HTML in a pipeline run's notebook and report
         from ct_notebooks.dashboard import stage_widgets
 
@@ -393,6 +435,7 @@ VALIDATE = [
         ctx.record(
             gate_passed=result.passed,
             violations=result.violations,
+            warnings=result.warnings,
             schema_path=schema_path,
             drift_share=None if drift_result is None else float(drift_result.drift_share),
             drifted_columns=[] if drift_result is None else drift_result.drifted_columns(),

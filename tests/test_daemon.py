@@ -32,9 +32,10 @@ from daemon_helpers import (
 )
 
 from ct_notebooks.archive import RUN_FILE, Archive
-from ct_notebooks.daemon import _pid_alive, process_started
 from ct_notebooks.decisions import STORE_VERSION, Store
 from ct_notebooks.errors import ArchiveError
+from ct_notebooks.liveness import pid_alive as _pid_alive
+from ct_notebooks.liveness import process_start_time as process_started
 from ct_notebooks.models import RunStatus
 from ct_notebooks.project import Project
 
@@ -73,7 +74,7 @@ def test_cron_fires_and_the_run_starts(tmp_path: Path) -> None:
     assert record.status == RunStatus.SUCCEEDED and record.trigger == "schedule"
     assert record.decision is not None and record.decision["dedupe_key"].startswith("schedule:often:")
     ticks = [d for d in store(project).decisions(trigger="often") if d.action == "started"]
-    assert ticks and all(d.values["late_s"] < 1.0 for d in ticks)
+    assert ticks and all(d.values["late_s"] < 30 for d in ticks)  # within misfire_grace_s: not a missed tick
     assert record.run_id in {d.run_id for d in ticks}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -155,9 +154,8 @@ def test_trigger_panel_runs_in_the_background_and_the_dashboards_follow(project:
     assert panel.start("monitor", params="not an assignment") is False
     assert "name=value" in panel.status.value
 
-    began = time.perf_counter()
     assert panel.start("monitor", params="score.batch=batch-01.csv", reason="from the test") is True
-    assert time.perf_counter() - began < 2 and panel.running  # the kernel is free while stages run
+    assert panel.running  # start returned while the stages run: the kernel is free
     assert panel.start("monitor") is False  # one run at a time from one panel
     record = panel.wait(timeout=300)
     assert record is not None and record.status == "succeeded", panel.error or (record and record.error)

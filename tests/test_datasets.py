@@ -112,13 +112,13 @@ def test_fingerprint_ignores_order_but_not_content() -> None:
     assert datasets.fingerprint(frame.head(0)) != datasets.fingerprint(frame.head(0).drop(columns="age"))
 
 
-def test_fingerprint_is_cheap_at_100k_rows() -> None:
-    import time
-
+def test_fingerprint_at_100k_rows_sees_one_changed_value() -> None:
     frame = pd.concat([make_credit_batch(10_000, seed=i) for i in range(10)], ignore_index=True)
-    start = time.perf_counter()
-    datasets.fingerprint(frame)
-    assert time.perf_counter() - start < 2.0
+    base = datasets.fingerprint(frame)
+    assert datasets.fingerprint(frame.copy()) == base
+    changed = frame.copy()
+    changed.iloc[77_777, 0] = changed.iloc[0, 0] if changed.iloc[77_777, 0] != changed.iloc[0, 0] else None
+    assert datasets.fingerprint(changed) != base
 
 
 def test_snapshot_round_trip(tmp_path: Path, config: ProjectConfig) -> None:

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.slow
 CTN = [sys.executable, "-m", "ct_notebooks.cli"]
 
 
-def ctn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*CTN, *args], capture_output=True, text=True, timeout=600, cwd=cwd,
+def ctn(
+    *args: str, check: bool = True, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*CTN, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
                             env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
     if check and result.returncode != 0:
         raise AssertionError(f"ctn {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
@@ -48,27 +50,35 @@ def test_demo_tells_the_whole_story(demo: dict[str, Any]) -> None:
     assert "no action" in rows["batch-01"]
     # drift in batch-02 (covariate) or decay in batch-03 (concept) leads to retraining
     assert "retrained" in rows["batch-02"] and "retrained" in rows["batch-03"]
-    # the schema break is stopped by the data gate and the champion stays
-    assert "blocked by the data gate" in rows["batch-04"] and "quarantine" in rows["batch-04"]
-    champion_before = rows["batch-03"].split()[3]
-    assert rows["batch-04"].split()[3] == champion_before
+    # the schema break: the champion cannot score it, and the retrain's data gate quarantines it
+    assert "data gate quarantined batch-04.csv (data/quarantine/)" in rows["batch-04"], demo["stdout"]
     assert "runs/" in demo["stdout"] and "finished in" in demo["stdout"]
-    assert (demo["folder"] / "data" / "quarantine" / "batch-04.csv").is_file()
+    quarantine = demo["folder"] / "data" / "quarantine"
+    assert (quarantine / "batch-04.csv").is_file()
+    assert not (demo["folder"] / "data" / "incoming" / "batch-04.csv").exists()
+    reason = json.loads((quarantine / "batch-04.csv.reason.json").read_text(encoding="utf-8"))
+    assert "column 'credit_score' is missing (expected by the schema)" in reason["violations"]
 
 
 def test_runs_show_and_reindex(demo: dict[str, Any]) -> None:
     folder = demo["folder"]
     runs = json.loads(ctn("runs", "--json", "--limit", "50", "--project", str(folder)).stdout)
     statuses = {(r["pipeline"], r["status"]) for r in runs}
-    assert ("train", "succeeded") in statuses and ("train", "blocked") in statuses
+    assert ("train", "succeeded") in statuses and ("train", "blocked") not in statuses
     assert ("monitor", "blocked") in statuses and ("monitor", "succeeded") in statuses
-    blocked = next(r for r in runs if r["pipeline"] == "train" and r["status"] == "blocked")
+    blocked = next(r for r in runs if r["pipeline"] == "monitor" and r["status"] == "blocked")
     shown = ctn("show", blocked["run_id"], "--project", str(folder)).stdout
-    assert "validate" in shown and "DataGateBlocked" in shown and "fico_score" in shown
-    run_dir = folder / "runs" / "train" / blocked["run_id"]
-    assert (run_dir / "02-validate.ipynb").is_file() and (run_dir / "02-validate.html").is_file()
+    assert "score" in shown and "DataGateBlocked" in shown and "fico_score" in shown
+    run_dir = folder / "runs" / "monitor" / blocked["run_id"]
+    assert (run_dir / "01-score.ipynb").is_file() and (run_dir / "01-score.html").is_file()
     text = ctn("runs", "--project", str(folder)).stdout
     assert blocked["run_id"] in text
+    quarantining = [r for r in runs if r["pipeline"] == "train" and "batch-04.csv" in
+                    json.dumps(json.loads(ctn("show", r["run_id"], "--json", "--project", str(folder)).stdout))]
+    assert len(quarantining) == 1
+    shown = ctn("show", quarantining[0]["run_id"], "--project", str(folder)).stdout
+    assert ("batch batch-04.csv failed the data gate (moved to data/quarantine/batch-04.csv): column "
+            "'credit_score' is missing (expected by the schema)") in shown
     archive = Archive(Project.load(folder).runs_dir, Project.load(folder).index_path)
     before = archive.index_rows()
     assert "indexed" in ctn("reindex", "--project", str(folder)).stdout
@@ -128,6 +138,24 @@ def test_run_with_bad_parameters_and_resume_errors(demo: dict[str, Any]) -> None
     assert not (folder / "pwned").exists() and not Path("pwned").exists()
 
 
+@pytest.mark.timeout(1800)  # one full-size demo training run: minutes on a loaded machine
+def test_demo_init_then_run_train_quarantines_the_broken_batch(tmp_path: Path) -> None:
+    """The two steps ``ctn init --demo`` prints: the schema-broken batch is quarantined, the first model trains."""
+    folder = tmp_path / "first"
+    ctn("init", str(folder), "--demo")
+    assert (folder / "data" / "incoming" / "batch-04.csv").is_file()
+    run = ctn("run", "train", "--project", str(folder), check=False, timeout=1700)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (folder / "data" / "quarantine" / "batch-04.csv").is_file()
+    assert not (folder / "data" / "incoming" / "batch-04.csv").exists()
+    record = json.loads(ctn("runs", "--json", "--project", str(folder)).stdout)[0]
+    assert record["status"] == "succeeded" and record["outcome"] == "promoted"
+    shown = json.loads(ctn("show", record["run_id"], "--json", "--project", str(folder)).stdout)
+    outputs = shown["stages"][0]["outputs"]
+    assert [q["batch"] for q in outputs["quarantined"]] == ["batch-04.csv"]
+    assert outputs["batch_gate"]["passed"] == [f"batch-0{i}.csv" for i in (0, 1, 2, 3, 5)]
+
+
 def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
     out = ctn("init", str(tmp_path / "p"), "--target", "churned", "--time-column", "ts").stdout
     assert "project ready" in out
@@ -159,9 +187,8 @@ def test_daemon_demo_retrains_on_triggers_and_blocks_the_broken_batch(tmp_path: 
     assert list(rows) == [f"batch-0{i}" for i in range(6)], stdout
     assert "v1 promoted" in rows["batch-00"] and "no action" in rows["batch-01"]
     assert any("trigger" in rows[b] and "retrained" in rows[b] for b in ("batch-02", "batch-03")), stdout
-    assert "monitor blocked" in rows["batch-04"] and "quarantine" in rows["batch-04"]
+    assert "monitor blocked" in rows["batch-04"] and "data gate quarantines the batch" in rows["batch-04"]
     assert rows["batch-04"].split()[3] == rows["batch-03"].split()[3]  # the champion stays
-    assert (folder / "data" / "quarantine" / "batch-04.csv").is_file()
 
     triggers = json.loads(ctn("triggers", "--json", "--limit", "100", "--project", str(folder)).stdout)
     started = [d for d in triggers["decisions"] if d["action"] == "started"]

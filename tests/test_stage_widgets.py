@@ -168,3 +168,14 @@ def test_show_displays_plain_html_in_a_pipeline_run_and_the_widget_otherwise(
     static, live = shown
     assert isinstance(static, HTML) and static.data == summary.html
     assert live is summary
+
+
+def test_data_gate_warnings_are_listed_escaped_and_do_not_fail_the_badge(reference: pd.DataFrame) -> None:
+    current = reference.copy()
+    current["region"] = current["region"].astype(object)
+    current.loc[0, "region"] = HOSTILE  # 1 of 400 rows: within the tolerated 1% of unseen categories
+    result = _data_gate(reference, current)
+    assert result.passed and len(result.warnings) == 1
+    markup = stage_widgets.validation_summary(result).html
+    assert "data gate passed" in markup and "1 warning(s), not blocking" in markup and "ctn-warnings" in markup
+    _no_raw_tag(markup)

@@ -2,7 +2,8 @@
 
 One module-scoped story runs, in order: train (first model, promoted), monitor, nbval on the executed
 notebooks of both runs, a shifted batch and a second train run (a gate decision), then a batch with a
-renamed column that blocks validate and score. The tests below assert on what each step left behind.
+renamed column that blocks score and that the next train run quarantines. The tests below assert on what
+each step left behind.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class Story:
     monitor: RunRecord
     nbval: subprocess.CompletedProcess[str]
     second: RunRecord
-    blocked_train: RunRecord
     blocked_score: RunRecord
+    quarantining_train: RunRecord
     unlabelled: RunRecord
     champion_after_second: int
     champion_after_broken: int
@@ -105,13 +106,13 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
             champion_after_second = registry.champion().version
             broken = make_credit_batch(600, seed=4, start="2026-05-01", first_id=2401)
             broken.rename(columns={"credit_score": "fico_score"}).to_csv(incoming / "batch-04.csv", index=False)
-            blocked_train = runner.run("train")
             blocked_score = runner.run("monitor", overrides=[("score", "batch", "batch-04.csv")])
+            quarantining_train = runner.run("train")
             make_credit_batch(300, seed=5, start="2026-06-01", first_id=3001).drop(columns="default").to_csv(
                 incoming / "batch-05.csv", index=False)
             unlabelled = runner.run("monitor")
         versions = {v.version: dict(v.tags) for v in registry.versions()}
-        yield Story(root, first, monitor, nbval, second, blocked_train, blocked_score, unlabelled,
+        yield Story(root, first, monitor, nbval, second, blocked_score, quarantining_train, unlabelled,
                     champion_after_second, registry.champion().version, versions)
     finally:
         if saved is None:
@@ -351,23 +352,24 @@ def test_second_train_run_gets_a_gate_decision(story: Story) -> None:
     assert outputs["train"]["weighting"] is None and outputs["train"]["rows_fit"] == 2400
 
 
-# -- a renamed column blocks validate and score -----------------------------------------------------
+# -- a renamed column blocks score; the next train run quarantines it --------------------------------
 
 
-def test_renamed_column_blocks_the_train_run(story: Story) -> None:
-    record = story.blocked_train
-    assert record.status == RunStatus.BLOCKED, _explain(record)
-    assert [s.status for s in record.stages] == [RunStatus.SUCCEEDED, RunStatus.BLOCKED] + [RunStatus.SKIPPED] * 3
-    assert record.failed_stage == "validate" and record.outcome == Outcome.NONE
-    violations = record.stage("validate").outputs["violations"]
-    assert record.stage("validate").outputs["gate_passed"] is False
-    assert "column 'fico_score' is not in the schema (unexpected column)" in violations
-    assert any(v.startswith("column 'fico_score' is ") and "missing" in v for v in violations)
-    assert record.stage("validate").error is not None
-    assert record.stage("validate").error.ename == "DataGateBlocked"
-    assert "fico_score" in record.error
-    assert (story.run_dir(record) / "02-validate.ipynb").is_file()
-    assert story.champion_after_broken == story.champion_after_second
+def test_renamed_column_is_quarantined_and_training_goes_on(story: Story) -> None:
+    record = story.quarantining_train
+    assert record.status == RunStatus.SUCCEEDED, _explain(record)
+    ingest = record.stage("ingest").outputs
+    assert [q["batch"] for q in ingest["quarantined"]] == ["batch-04.csv"]
+    assert ingest["quarantined"][0]["moved_to"] == "data/quarantine/batch-04.csv"
+    assert "column 'fico_score' is not in the schema (unexpected column)" in ingest["quarantined"][0]["violations"]
+    assert ingest["batch_gate"]["accepted"] == ingest["batches"]  # the champion's batches, not judged again
+    assert "batch-04.csv" not in ingest["batches"]
+    assert (story.root / "data" / "quarantine" / "batch-04.csv").is_file()
+    assert (story.root / "data" / "quarantine" / "batch-04.csv.reason.json").is_file()
+    assert not (story.root / "data" / "incoming" / "batch-04.csv").exists()
+    validate = record.stage("validate").outputs
+    assert validate["gate_passed"] is True
+    assert validate["warnings"][0].startswith("batch batch-04.csv quarantined, moved to data/quarantine/batch-04.csv")
 
 
 def test_renamed_column_blocks_scoring(story: Story) -> None:
@@ -381,7 +383,6 @@ def test_renamed_column_blocks_scoring(story: Story) -> None:
         "batch-04.csv",
         "batch batch-04.csv has column(s) the champion does not know: 'fico_score' (renamed?)",
     ]
-    assert story.champion_after_broken == story.champion_after_second
 
 
 # -- a batch without labels, and monitoring before any champion --------------------------------------

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from credit_data import make_credit_batch, small_config
 
-from ct_notebooks import validation
+from ct_notebooks import batch_gate, datasets, validation
 from ct_notebooks.config import DataGateConfig, ProjectConfig, parse_config
+from ct_notebooks.errors import ConfigError
 
 ID_AND_TIME = ["application_id", "application_date"]
 
@@ -46,7 +48,8 @@ def test_same_data_passes_the_schema(reference: pd.DataFrame) -> None:
     schema = validation.infer_schema(reference, dtype_only=ID_AND_TIME)
     violations, values = validation.check_schema(reference, schema)
     assert violations == []
-    assert values == {"missing_columns": [], "unexpected_columns": [], "out_of_range": {}, "unseen_categories": {}}
+    assert values == {"missing_columns": [], "unexpected_columns": [], "out_of_range": {}, "unseen_categories": {},
+                      "warnings": []}
 
 
 def test_schema_violations_name_column_and_numbers(reference: pd.DataFrame) -> None:
@@ -74,7 +77,7 @@ def test_schema_violations_name_column_and_numbers(reference: pd.DataFrame) -> N
     assert (f"column 'age': 10 value(s) (5.0%) outside the allowed range [{low:.6g}, {high:.6g}]") in text
     assert "observed 500 to 500" in text
     assert "column 'region': unseen category 'mars' in 5 row(s) (2.5%)" in text
-    assert len(violations) == 5
+    assert len(violations) == 5 and values["warnings"] == []
     assert span > 0
 
 
@@ -108,7 +111,8 @@ def test_declared_schema(reference: pd.DataFrame) -> None:
     }}}}))
     schema = validation.declared_schema(config)
     assert schema["columns"]["age"] == {"dtype": "int", "min": 18.0, "max": 70.0, "nullable": False}
-    violations, values = validation.check_schema(reference, schema, range_tolerance=0.0)
+    # declared ranges are exact: range_tolerance only widens inferred ones
+    violations, values = validation.check_schema(reference, schema, range_tolerance=0.5)
     over = int((reference["age"] > 70).sum())
     assert values["out_of_range"] == {"age": over}
     assert values["unexpected_columns"] == []  # a declared schema need not list every column
@@ -145,7 +149,7 @@ def test_validate_combines_schema_quality_and_drift(config: ProjectConfig, refer
     ok = validation.validate(reference, schema, config, features=features, drift_share=0.5,
                              drifted_columns=["age", "income", "region"])
     assert ok.passed and ok.violations == []
-    assert ok.rule == "pass: schema, quality and drift limits all hold"
+    assert ok.rule == "pass: schema, quality and drift limits all hold" and ok.warnings == []
     assert ok.values["drift_share"] == 0.5 and ok.values["limits"]["max_drift_share"] == 0.75
     json.dumps(ok.to_dict())
 
@@ -175,3 +179,161 @@ def test_new_columns_can_be_allowed(config: ProjectConfig, reference: pd.DataFra
     assert strict.violations == ["column 'months_employed' is not in the schema (unexpected column)"]
     relaxed = validation.validate(wider, schema, config, allow_new_columns=True)
     assert relaxed.passed and relaxed.values["unexpected_columns"] == ["months_employed"]
+
+
+# -- tolerated shares, soft inferred ranges ----------------------------------------------------------
+
+
+def _gate_config(**schema: object) -> ProjectConfig:
+    return parse_config(small_config(gates={"data": {"schema": dict(schema)}}))
+
+
+def test_tolerance_keys_have_defaults_and_are_checked() -> None:
+    tolerance = parse_config(small_config()).gates.data.schema_
+    assert (tolerance.max_unseen_category_share, tolerance.max_out_of_range_share) == (0.01, 0.01)
+    assert tolerance.enforce_inferred_ranges is False and tolerance.allow_new_columns is False
+    assert parse_config(small_config()).gates.data.on_bad_batch == "quarantine"
+    with pytest.raises(ConfigError, match=r"gates\.data\.schema\.max_unseen_category_share"):
+        _gate_config(max_unseen_category_share=1.5)
+    with pytest.raises(ConfigError, match=r"gates\.data\.on_bad_batch"):
+        parse_config(small_config(gates={"data": {"on_bad_batch": "skip"}}))
+
+
+def _with_unseen(reference: pd.DataFrame, count: int) -> pd.DataFrame:
+    new = reference.head(200).copy()
+    new["region"] = new["region"].astype(object)
+    new.loc[: count - 1, "region"] = "mars"
+    return new
+
+
+def test_unseen_categories_up_to_the_tolerated_share_are_a_warning(reference: pd.DataFrame) -> None:
+    schema = validation.infer_schema(reference, dtype_only=ID_AND_TIME)
+    config = _gate_config()  # max_unseen_category_share 0.01: 2 of 200 rows are tolerated, 3 are not
+    violations, warnings, values = batch_gate.judge_batch(_with_unseen(reference, 2), schema, config)
+    assert violations == []
+    assert warnings == ["column 'region': unseen category 'mars' in 2 row(s) (1.0%), within the tolerated share 1.0%"]
+    assert values["unseen_categories"] == {"region": ["mars"]}
+    violations, warnings, _ = batch_gate.judge_batch(_with_unseen(reference, 3), schema, config)
+    assert violations == ["column 'region': unseen category 'mars' in 3 row(s) (1.5%), above the tolerated share 1.0%"]
+    assert warnings == []
+
+
+def test_inferred_ranges_warn_unless_enforced(reference: pd.DataFrame) -> None:
+    schema = validation.infer_schema(reference, dtype_only=ID_AND_TIME)
+    new = reference.head(200).copy()
+    new.loc[:9, "age"] = 500  # 5% far outside the widened range
+    violations, warnings, values = batch_gate.judge_batch(new, schema, _gate_config())
+    assert violations == [] and values["out_of_range"] == {"age": 10}
+    assert len(warnings) == 1 and warnings[0].startswith("column 'age': 10 value(s) (5.0%) outside the allowed range")
+    assert "inferred ranges are not enforced" in warnings[0]
+    enforced = _gate_config(enforce_inferred_ranges=True, max_out_of_range_share=0.05)
+    violations, warnings, _ = batch_gate.judge_batch(new, schema, enforced)
+    assert violations == [] and "within the tolerated share 5.0%" in warnings[0]  # 10 of 200 = 5.0% is tolerated
+    new.loc[10, "age"] = 500
+    violations, _, _ = batch_gate.judge_batch(new, schema, enforced)
+    assert len(violations) == 1 and "11 value(s) (5.5%)" in violations[0]
+    assert "above the tolerated share 5.0%" in violations[0]
+
+
+def test_declared_ranges_are_hard_with_a_tolerated_share(reference: pd.DataFrame) -> None:
+    config = parse_config(small_config(gates={"data": {"schema": {
+        "mode": "declared", "max_out_of_range_share": 0.01,
+        "columns": {"age": {"dtype": "int", "min": 18, "max": 80}}}}}))
+    schema = validation.declared_schema(config)
+    new = reference.head(200).copy()
+    new.loc[:1, "age"] = 81  # 1.0%: tolerated
+    violations, warnings, _ = batch_gate.judge_batch(new, schema, config)
+    assert violations == []
+    assert warnings[0].startswith("column 'age': 2 value(s) (1.0%) outside the declared range [18, 80]")
+    new.loc[2, "age"] = 81
+    violations, _, _ = batch_gate.judge_batch(new, schema, config)
+    assert violations[0].startswith("column 'age': 3 value(s) (1.5%) outside the declared range [18, 80]")
+
+
+def test_unlabelled_batch_is_not_a_broken_one(reference: pd.DataFrame) -> None:
+    schema = validation.infer_schema(reference, categorical=["employment_type", "region", "default"],
+                                     dtype_only=ID_AND_TIME)
+    violations, _, _ = batch_gate.judge_batch(reference.drop(columns="default"), schema, _gate_config())
+    assert violations == []
+
+
+# -- batches judged on their own -------------------------------------------------------------------
+
+
+def _write(folder: Path, name: str, frame: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / name, index=False)
+    return folder / name
+
+
+def test_first_model_batches_are_judged_against_what_the_others_agree_on(tmp_path: Path) -> None:
+    config = parse_config(small_config())
+    paths = [_write(tmp_path, f"b{i}.csv", make_credit_batch(300, seed=i, first_id=1 + 300 * i)) for i in range(3)]
+    renamed = make_credit_batch(300, seed=7, first_id=2000).rename(columns={"credit_score": "fico_score"})
+    paths.append(_write(tmp_path, "b3.csv", renamed))
+    texty = make_credit_batch(300, seed=8, first_id=3000)
+    texty["income"] = texty["income"].astype(str) + " EUR"
+    paths.append(_write(tmp_path, "b4.csv", texty))
+    (tmp_path / "b5.csv").write_text("application_id,default\n1,0\n", encoding="utf-8")  # no time column
+    paths.append(tmp_path / "b5.csv")
+    result = batch_gate.judge_batches(paths, config, batch_gate.champion_reference(None, None))  # type: ignore[arg-type]
+    statuses = {v.batch: v.status for v in result.verdicts}
+    assert statuses == {"b0.csv": "passed", "b1.csv": "passed", "b2.csv": "passed", "b3.csv": "failed",
+                        "b4.csv": "failed", "b5.csv": "failed"}
+    by_name = {v.batch: v for v in result.verdicts}
+    assert by_name["b3.csv"].violations == ["column 'credit_score' is missing (expected by the schema)",
+                                            "column 'fico_score' is not in the schema (unexpected column)"]
+    assert by_name["b4.csv"].violations == ["column 'income' has dtype string (object), expected float"]
+    assert by_name["b5.csv"].violations[0].startswith("cannot be read: batch b5.csv has no time column")
+    assert result.kept == ["b0.csv", "b1.csv", "b2.csv"]
+    assert sorted(result.accepted_frame()[datasets.BATCH_COLUMN].unique()) == result.kept
+    json.dumps(result.to_dict())
+
+
+def test_batches_in_the_champions_data_are_not_judged_again(tmp_path: Path) -> None:
+    config = parse_config(small_config())
+    old = make_credit_batch(300, seed=0)
+    old.loc[0, "region"] = "atlantis"  # the champion's data holds a rare category ...
+    old_path = _write(tmp_path, "b0.csv", old)
+    new = make_credit_batch(300, seed=1, first_id=301)
+    new.loc[:1, "income"] = 1e9  # ... a new batch has 2 rows far outside the reference's range
+    new_path = _write(tmp_path, "b1.csv", new)
+    frame = datasets.read_batch(old_path, config)
+    reference = batch_gate.Reference(label="champion", frame=frame.drop(columns="region"), version=1,
+                                     batches={"b0.csv": batch_gate.file_digest(old_path)})
+    result = batch_gate.judge_batches([old_path, new_path], config, reference)
+    # b0 would fail against this reference (it has a column the reference lacks), but it was accepted before
+    assert [(v.batch, v.status) for v in result.verdicts] == [("b0.csv", "accepted"), ("b1.csv", "failed")]
+    assert result.to_dict()["accepted"] == ["b0.csv"] and result.to_dict()["judged"] == ["b1.csv"]
+    # the same name with other content is judged
+    _write(tmp_path, "b0.csv", old.head(200))
+    again = batch_gate.judge_batches([old_path], config, reference)
+    assert again.verdicts[0].status == "failed"
+    # a champion run that recorded names only (no digests) accepts by name
+    legacy = batch_gate.Reference(label="champion", frame=frame, version=1, batches={"b0.csv": None})
+    assert batch_gate.judge_batches([old_path], config, legacy).verdicts[0].status == "accepted"
+
+
+def test_run_gate_blocks_or_warns_on_failed_batches(config: ProjectConfig, reference: pd.DataFrame) -> None:
+    summary = {"on_bad_batch": "quarantine", "warnings": ["batch b1.csv: odd"], "accepted": [], "judged": ["b1.csv",
+               "b2.csv"], "passed": ["b1.csv"], "failed": ["b2.csv"], "quarantined": ["b2.csv"], "verdicts": [
+        {"batch": "b1.csv", "status": "passed", "violations": [], "values": {}},
+        {"batch": "b2.csv", "status": "quarantined", "moved_to": "data/quarantine/b2.csv",
+         "violations": ["column 'x' is missing (expected by the schema)", "column 'y' is 90.0% missing"],
+         "values": {"counts": {"schema": 1, "quality": 1}}},
+    ]}
+    features = ["age", "income", "credit_score", "debt_to_income", "employment_type", "region"]
+    result = validation.run_gate(reference, config, summary, features=features)
+    assert result.passed and result.violations == []
+    assert result.warnings == ["batch b1.csv: odd", "batch b2.csv quarantined, moved to data/quarantine/b2.csv: "
+                               "column 'x' is missing (expected by the schema) (+1 more)"]
+    assert result.rule == "pass: schema, quality and drift limits all hold (2 warning(s))"
+    blocked = validation.run_gate(reference, config, {**summary, "on_bad_batch": "block"}, features=features)
+    assert blocked.violations == ["batch b2.csv: column 'x' is missing (expected by the schema)",
+                                  "batch b2.csv: column 'y' is 90.0% missing"]
+    assert blocked.values["counts"] == {"schema": 1, "quality": 1, "drift": 0}
+    small = validation.run_gate(reference.head(50).assign(region="north"), config, summary, features=features)
+    assert small.violations == [
+        "only 50 row(s), the data gate needs at least 100 (gates.data.min_rows)",
+        "column 'region' is constant ('north' in all 50 rows; gates.data.fail_on_constant_columns)",
+    ]

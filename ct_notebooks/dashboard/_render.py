@@ -12,7 +12,7 @@ import ipywidgets as widgets
 STATUS_COLORS = {
     "succeeded": "#1a7f37", "promoted": "#1a7f37", "failed": "#cf222e", "timed_out": "#cf222e",
     "kernel_died": "#cf222e", "cancelled": "#6e7781", "blocked": "#9a6700", "rejected": "#9a6700",
-    "running": "#0969da", "queued": "#6e7781",
+    "running": "#0969da", "queued": "#6e7781", "damaged": "#cf222e",
 }
 
 

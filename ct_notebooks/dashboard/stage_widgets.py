@@ -131,7 +131,13 @@ def validation_summary(result: GateResult | Mapping[str, Any]) -> StageSummary:
         table_html = widgets.HTML(_table(("#", "kind", "violation"), rows, css="ctn-violations"))
     else:
         table_html = widgets.HTML("<i>no violations: schema, quality and drift limits all hold</i>")
-    return StageSummary([header, counts_html, drift_html, table_html], css="ctn-validation-summary")
+    parts = [header, counts_html, drift_html, table_html]
+    warnings = [str(w) for w in data.get("warnings") or []]
+    if warnings:
+        rows = [[str(i), _e(text)] for i, text in enumerate(warnings, start=1)]
+        parts.append(widgets.HTML(f"<span style='color:{AMBER}'>{len(warnings)} warning(s), not blocking:</span>"
+                                  + _table(("#", "warning"), rows, css="ctn-warnings")))
+    return StageSummary(parts, css="ctn-validation-summary")
 
 
 def _check(value: Any) -> str:

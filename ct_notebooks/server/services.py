@@ -23,6 +23,7 @@ from ..errors import CTError, ProjectNotFound, PromotionRefused, ResumeError, Ru
 from ..models import RunRecord, RunStatus, utcnow
 from ..params import overrides_from_mapping, overrides_to_mapping
 from ..project import Project
+from ..run_results import describe_runs
 from .files import content_type, has_no_links, read_without_links, served_reports, split_path
 from .requests import Promote, Rollback, StartRun
 from .scrub import Scrubber
@@ -605,7 +606,10 @@ class Services:
                 info["next_fire_times"].append({"trigger": name, "pipeline": rule.get("pipeline"),
                                                 "cron": rule.get("cron"), "next_fire": rule["next_fire"]})
         store = daemon.store_for(project)
-        info["decisions"] = self._scrub_value(_jsonable([d.to_dict() for d in store.decisions(limit=20)]))
+        decisions = store.decisions(limit=20)
+        results = describe_runs(project.archive(), (d.run_id for d in decisions))
+        info["decisions"] = self._scrub_value(_jsonable(
+            [{**d.to_dict(), "run": results.get(d.run_id or "")} for d in decisions]))
         return info
 
     def daemon_status(self) -> dict[str, Any]:
@@ -655,19 +659,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        stat = (Path("/proc") / str(pid) / "stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+    from ..liveness import pid_alive
+
+    return pid_alive(pid)
 
 
 __all__ = ["RUN_FILE", "ApiError", "Services", "bad_request"]

@@ -27,7 +27,8 @@ export type RunStatus =
   | 'timed_out'
   | 'kernel_died'
   | 'cancelled'
-  | 'blocked';
+  | 'blocked'
+  | 'damaged';
 
 export interface IRunSummary {
   run_id: string;
@@ -53,6 +54,8 @@ export interface IStageDetail {
   duration_s: number | null;
   notebook_path: string | null;
   error: { ename: string; evalue: string; cell_index: number | null } | null;
+  /** what the stage recorded (ingest: `quarantined`; validate: `warnings`) */
+  outputs?: Record<string, unknown>;
 }
 
 export interface IRunDetail extends Omit<IRunSummary, 'stages'> {

@@ -1,6 +1,6 @@
 /** Pure view-model helpers of the sidebar (formatting, the Run form's values), tested with jest. */
 
-import type { IParameterSpec, IRunSummary, IStartRun, RunStatus } from './api';
+import type { IParameterSpec, IRunSummary, IStageDetail, IStartRun, RunStatus } from './api';
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set([
   'succeeded',
@@ -8,7 +8,8 @@ export const FINAL_STATUSES: ReadonlySet<string> = new Set([
   'timed_out',
   'kernel_died',
   'cancelled',
-  'blocked'
+  'blocked',
+  'damaged'
 ]);
 
 const ICONS: Record<RunStatus, string> = {
@@ -19,7 +20,8 @@ const ICONS: Record<RunStatus, string> = {
   timed_out: '⌛',
   kernel_died: '☠',
   cancelled: '■',
-  blocked: '⛔'
+  blocked: '⛔',
+  damaged: '⚠'
 };
 
 export function statusIcon(status: string): string {
@@ -130,4 +132,31 @@ export function sparkline(values: number[], width: number, height: number): stri
       return `${(i * step).toFixed(1)},${(height - clamped * height).toFixed(1)}`;
     })
     .join(' ');
+}
+
+/** One line per batch the data gate kept out of a run: where it went and its first violation. */
+export function quarantineLines(stages: Pick<IStageDetail, 'outputs'>[]): string[] {
+  const lines: string[] = [];
+  for (const stage of stages) {
+    const items = stage.outputs?.quarantined;
+    if (!Array.isArray(items)) {
+      continue;
+    }
+    for (const item of items as Record<string, unknown>[]) {
+      const violations = Array.isArray(item.violations) ? (item.violations as unknown[]) : [];
+      const where = item.moved_to ? `moved to ${String(item.moved_to)}` : 'kept out of the run';
+      const first = violations.length ? String(violations[0]) : 'failed the data gate';
+      lines.push(`batch ${String(item.batch)} quarantined (${where}): ${first}`);
+    }
+  }
+  return lines;
+}
+
+/** A trigger decision in one line, with how the run it started ended (blocked, and why). */
+export function decisionText(d: Record<string, unknown>): string {
+  const head = `${String(d.evaluated_at ?? '')} ${String(d.trigger ?? '')}: ${d.fired ? 'fired' : 'not fired'}`;
+  const action = d.fired && d.action ? `, ${String(d.action)}` : '';
+  const run = d.run as Record<string, unknown> | null | undefined;
+  const result = run && run.text ? ` → run ${String(run.text)}` : '';
+  return `${head}${action} ${String(d.reason ?? '')}${result}`.trim();
 }

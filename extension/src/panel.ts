@@ -5,6 +5,7 @@ import { Widget } from '@lumino/widgets';
 
 import { ApiClient, ApiError, IDrift, IModels, IProject, IRunDetail, IRunSummary, ITriggers } from './api';
 import {
+  decisionText,
   FINAL_STATUSES,
   formatDuration,
   formatMetric,
@@ -13,6 +14,7 @@ import {
   isResumable,
   newIdempotencyKey,
   outcomeText,
+  quarantineLines,
   sparkline,
   startRunBody,
   statusIcon
@@ -72,7 +74,7 @@ function message(error: unknown): string {
 
 /** Runs fetched per page of the Runs list by default; "Show more" fetches one more page. */
 const RUN_PAGE = 30;
-const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled'];
+const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled', 'damaged'];
 
 export class CTPanel extends Widget {
   readonly client: ApiClient;
@@ -331,6 +333,9 @@ export class CTPanel extends Widget {
       stages.append(item);
     }
     box.append(stages);
+    for (const line of quarantineLines(detail.stages)) {
+      box.append(el('div', { class: 'ct-quarantined' }, line));
+    }
     for (const file of detail.files.filter(f => f.startsWith('reports/'))) {
       box.append(button(`Report ${file}`, () => this.actions.openReport(run.run_id, file, `Report ${run.run_id}`), 'ct-open-report'));
     }
@@ -562,7 +567,9 @@ export class CTPanel extends Widget {
     }
     const decisions = el('ul', { class: 'ct-decisions' });
     for (const d of t.decisions.slice(0, 10)) {
-      decisions.append(el('li', {}, `${String(d.evaluated_at ?? '')} ${String(d.trigger ?? '')}: ${d.fired ? 'fired' : 'not fired'} ${String(d.reason ?? '')}`));
+      const run = d.run as Record<string, unknown> | null | undefined;
+      const blocked = run?.status === 'blocked' ? ' ct-decision-blocked' : '';
+      decisions.append(el('li', { class: `ct-decision${blocked}` }, decisionText(d)));
     }
     body.replaceChildren(status, el('div', { class: 'ct-subtitle' }, 'Triggers'), triggers, el('div', { class: 'ct-subtitle' }, 'Next fire times'), next, el('div', { class: 'ct-subtitle' }, 'Recent decisions'), decisions);
   }

@@ -1,4 +1,5 @@
 import {
+  decisionText,
   formatDuration,
   formatShare,
   initialText,
@@ -6,6 +7,7 @@ import {
   newIdempotencyKey,
   outcomeText,
   parseValue,
+  quarantineLines,
   sparkline,
   startRunBody,
   statusIcon
@@ -27,12 +29,14 @@ describe('formatting', () => {
     expect(outcomeText({ outcome: 'none', version: null })).toBe('');
     expect(statusIcon('succeeded')).toBe('✔');
     expect(statusIcon('weird')).toBe('?');
+    expect(statusIcon('damaged')).toBe('⚠');
   });
   it('knows resumable runs', () => {
     expect(isResumable({ status: 'failed' })).toBe(true);
     expect(isResumable({ status: 'blocked' })).toBe(true);
     expect(isResumable({ status: 'succeeded' })).toBe(false);
     expect(isResumable({ status: 'running' })).toBe(false);
+    expect(isResumable({ status: 'damaged' })).toBe(false); // unreadable run.json: nothing to resume from
   });
 });
 
@@ -79,5 +83,32 @@ describe('sparkline', () => {
     expect(sparkline([], 100, 10)).toBe('');
     expect(sparkline([0, 1], 100, 10)).toBe('0.0,10.0 100.0,0.0');
     expect(sparkline([2], 100, 10)).toBe('0.0,0.0');
+  });
+});
+
+describe('data gate', () => {
+  it('lists quarantined batches with where they went and why', () => {
+    const stages = [
+      { outputs: { quarantined: [{ batch: 'b4.csv', moved_to: 'data/quarantine/b4.csv', violations: ["column 'x' is missing", 'more'] }] } },
+      { outputs: { quarantined: [{ batch: 'b5.csv', moved_to: null, violations: [] }] } },
+      { outputs: { warnings: ['w'] } },
+      {}
+    ];
+    expect(quarantineLines(stages)).toEqual([
+      "batch b4.csv quarantined (moved to data/quarantine/b4.csv): column 'x' is missing",
+      'batch b5.csv quarantined (kept out of the run): failed the data gate'
+    ]);
+  });
+  it('says how a triggered run ended, not just that it started', () => {
+    const blocked = {
+      evaluated_at: 't', trigger: 'drift', fired: true, action: 'started', reason: 'share 0.5',
+      run: { status: 'blocked', text: "blocked at validate: batch b4.csv: column 'x' is missing" }
+    };
+    expect(decisionText(blocked)).toBe(
+      "t drift: fired, started share 0.5 → run blocked at validate: batch b4.csv: column 'x' is missing"
+    );
+    expect(decisionText({ evaluated_at: 't', trigger: 'cron', fired: false, reason: 'quiet', run: null })).toBe(
+      't cron: not fired quiet'
+    );
   });
 });
