@@ -16,7 +16,7 @@ from tornado.httpclient import HTTPResponse
 
 from ct_notebooks.server.handlers import NAMESPACE, ROUTES
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(1800)  # the module fixture trains real models: minutes on a loaded machine
 
 SPEC = Path(__file__).resolve().parents[2] / "ct_notebooks" / "server" / "openapi.yaml"
 FINAL = {"succeeded", "failed", "timed_out", "kernel_died", "cancelled", "blocked"}

@@ -15,7 +15,7 @@ from ct_notebooks.liveness import HOST
 from ct_notebooks.models import Outcome, RunRecord, RunStatus, StageRecord
 from ct_notebooks.server.handlers import NAMESPACE
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(1800)  # the module fixture trains real models: minutes on a loaded machine
 
 OK, DAMAGED, DEAD = "20261126T101500Z-0000a1", "20261126T101600Z-0000a2", "20261126T101700Z-0000a3"
 

@@ -17,7 +17,7 @@ from test_server_api import call
 from ct_notebooks.daemon import daemon_info
 from ct_notebooks.project import Project
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(900)  # a real daemon and runs: generous on a loaded machine
 
 
 def _alive(pid: int) -> bool:
