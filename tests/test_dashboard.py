@@ -157,7 +157,7 @@ def test_trigger_panel_runs_in_the_background_and_the_dashboards_follow(project:
     assert panel.start("monitor", params="score.batch=batch-01.csv", reason="from the test") is True
     assert panel.running  # start returned while the stages run: the kernel is free
     assert panel.start("monitor") is False  # one run at a time from one panel
-    record = panel.wait(timeout=300)
+    record = panel.wait(timeout=900)
     assert record is not None and record.status == "succeeded", panel.error or (record and record.error)
     assert record.reason == "from the test" and record.stage("score").outputs["batch"] == "batch-01.csv"
     assert panel.events[0].kind == "run_started" and panel.events[-1].kind == "run_finished"

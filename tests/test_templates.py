@@ -82,7 +82,7 @@ def run_nbval(root: Path, run_dirs: list[Path]) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
          "-q", "-o", "addopts=", *[c.name for c in copies]],
-        cwd=folder, capture_output=True, text=True, timeout=400, check=False,
+        cwd=folder, capture_output=True, text=True, timeout=1200, check=False,
     )
 
 
