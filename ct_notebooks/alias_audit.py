@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .archive import atomic_write_bytes
 from .errors import RegistryError
 
 __all__ = ["AUDIT_SCHEMA_VERSION", "AliasMove", "append", "chain_breaks", "read"]
@@ -206,16 +206,7 @@ def _rewrite(path: Path, moves: list[AliasMove]) -> None:
         raw = _encode(move, prev)
         out += raw + b"\n"
         prev = _digest(raw)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".migrating", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(out)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, bytes(out))
     _fsync_dir(path.parent)
 
 
