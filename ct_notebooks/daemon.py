@@ -33,7 +33,9 @@ from .errors import CTError, DaemonError, DaemonRunning, RunInProgress, RunNotFo
 from .liveness import pid_alive as _pid_alive
 from .liveness import process_start_time as process_started
 from .models import RunRecord, RunStatus, StageError, TriggerDecision, utcnow
+from .params import declared_parameters
 from .project import Project
+from .training import CHANGED_SINCE
 from .trigger_config import DriftRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
 from .triggers import (
     GuardState,
@@ -220,8 +222,23 @@ class Engine:
                 decision = evaluate_performance(name, rule, measurement, batch_key=batch_key, now=now,
                                                 primary_metric=self.project.config.model.primary_metric)
             decision.values["monitor_run"] = record.run_id
-            out.append(self.act(decision, now))
+            overrides = self.change_overrides(decision.pipeline, scored.get("time_min") if scored else None) \
+                if decision.fired else None
+            out.append(self.act(decision, now, overrides=overrides))
         return out
+
+    def change_overrides(self, pipeline: str | None, changed_since: str | None) -> list[list[Any]] | None:
+        """``changed_since`` for the stage of ``pipeline`` that declares it (ingest): the first row of the
+        batch that fired, so that the retrain treats only rows from the change on as new."""
+        if not pipeline or not changed_since:
+            return None
+        try:
+            for stage in self.project.pipeline(pipeline).stages:
+                if CHANGED_SINCE in declared_parameters(self.project.notebook_path(stage.notebook)):
+                    return [[stage.name, CHANGED_SINCE, changed_since]]
+        except CTError:
+            pass
+        return None
 
     def evaluate_monitor_job(self, job: Job, now: datetime) -> list[TriggerDecision]:
         record = None

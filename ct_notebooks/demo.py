@@ -30,8 +30,8 @@ BATCHES: tuple[BatchSpec, ...] = (
     BatchSpec("batch-00", 6000, "initial history used for the first model"),
     BatchSpec("batch-01", 2000, "same population as before"),
     BatchSpec("batch-02", 2000, "covariate shift: younger applicants with lower incomes", -0.45, 0.65),
-    BatchSpec("batch-03", 2000, "concept drift: debt-to-income now drives defaults much harder",
-              concept_drift=True),
+    BatchSpec("batch-03", 2000, "concept drift: a high credit score no longer protects, debt-to-income "
+              "drives defaults much harder", concept_drift=True),
     BatchSpec("batch-04", 2000, "schema break: credit_score arrives renamed as fico_score",
               concept_drift=True, schema_break=True),
     BatchSpec("batch-05", 2000, "the new normal continues", concept_drift=True),
@@ -65,7 +65,7 @@ def _batch(spec: BatchSpec, start: datetime, days: int, first_id: int, rng: np.r
         - 0.01 * (age - 40)
     )
     if spec.concept_drift:
-        logit = logit + 2.6 * (dti - 0.5) + 0.6 * (purpose == "debt_consolidation") + 0.008 * (credit - 680)
+        logit = logit + 2.6 * (dti - 0.5) + 0.6 * (purpose == "debt_consolidation") + 0.018 * (credit - 680)
     default = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     seconds = np.sort(rng.integers(0, days * 86400, n))
     frame = pd.DataFrame(

@@ -15,6 +15,7 @@ from .project import Project
 from .run_results import quarantined_batches
 from .runner import EventCallback, Runner
 from .scaffold import init_project
+from .training import CHANGED_SINCE
 
 #: the demo retrains when this share of features drifted ...
 DRIFT_SHARE_RETRAIN = 0.25
@@ -107,7 +108,9 @@ def run_demo(
                           None, monitor_run=monitor.run_id)
             if reason:
                 trigger = "drift" if reason.startswith("drift") else "performance"
-                train = runner.run("train", trigger=trigger, reason=reason)
+                began = outputs.get("score", {}).get("time_min")  # the change began with this batch
+                train = runner.run("train", trigger=trigger, reason=reason,
+                                   overrides=[("ingest", CHANGED_SINCE, began)] if began else None)
                 row.train_run = train.run_id
                 row.action = _describe_train(train)
             row.champion = _champion_version(runner)

@@ -24,6 +24,8 @@ from .errors import CTError, ParameterError
 
 #: version tag: ISO time of the newest row the registered model was fitted on
 TAG_DATA_TIME_MAX = "ct.data_time_max"
+#: the ingest parameter through which a change trigger says when the change began
+CHANGED_SINCE = "changed_since"
 
 
 @dataclass
@@ -41,6 +43,9 @@ class TrainingPlan:
     refit: bool
     #: ISO time of the newest row the champion was trained on; later rows are "new"
     new_since: str | None = None
+    #: ISO time the change began (the first row of the batch that fired the trigger); when set, only rows
+    #: from then on are "new": batches the champion never saw but that came before the change are not
+    changed_since: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +59,8 @@ class TrainingPlan:
                  f"{self.holdout_new_share:.0%} of the rows newer than the champion's training data"]
         if self.new_since:
             lines.append(f"champion trained on data up to {self.new_since}")
+        if self.changed_since:
+            lines.append(f"the change began at {self.changed_since}: only rows from then on count as new")
         if self.recent_share is not None:
             lines.append(f"rows newer than the champion's data carry at least {self.recent_share:.0%} of the weight")
         lines.append("registered model: refit on all windowed rows, holdout included" if self.refit
@@ -70,10 +77,20 @@ def plan(
     train_window_days: float | None = None,
     holdout_fraction: float | None = None,
     new_since: pd.Timestamp | None = None,
+    changed_since: Any = None,
 ) -> TrainingPlan:
-    """The plan for a run started by ``trigger``; ``window``/``train_window_days``/``holdout_fraction`` are
-    the ingest stage's parameters (given: they override ``model.training`` for this run)."""
+    """The plan for a run started by ``trigger``; ``window``/``train_window_days``/``holdout_fraction`` and
+    ``changed_since`` are the ingest stage's parameters (given: they override ``model.training`` for this run)."""
     trigger = trigger or "manual"
+    change = None
+    if changed_since is not None:
+        try:
+            change = pd.Timestamp(changed_since)
+        except (TypeError, ValueError):
+            change = None
+        if change is None or pd.isna(change) or isinstance(changed_since, bool):
+            raise ParameterError(f"changed_since must be an ISO date or date-time such as '2026-03-01', "
+                                 f"not {changed_since!r}")
     on_change = trigger in training.on_change.triggers
     source = "model.training.window"
     spec = training.window.spec() if training.window is not None else None
@@ -98,7 +115,18 @@ def plan(
         recent_share=training.on_change.recent_share if on_change else None,
         refit=training.refit,
         new_since=None if new_since is None else pd.Timestamp(new_since).isoformat(),
+        changed_since=None if change is None else change.isoformat(),
     )
+
+
+def new_rows(times: pd.Series, plan: TrainingPlan) -> np.ndarray:
+    """Which rows are new: after the champion's data and, when the change time is known, from it on."""
+    new = np.ones(len(times), dtype=bool)
+    if plan.new_since is not None:
+        new &= (times > pd.Timestamp(plan.new_since)).to_numpy()
+    if plan.changed_since is not None:
+        new &= (times >= pd.Timestamp(plan.changed_since)).to_numpy()
+    return new
 
 
 def holdout_rows(n: int, n_new: int, fraction: float, new_share: float) -> int:
@@ -123,7 +151,7 @@ def split(
     ordered = frame.sort_values(time_column, kind="mergesort").reset_index(drop=True)
     n = len(ordered)
     since = None if plan.new_since is None else pd.Timestamp(plan.new_since)
-    n_new = n if since is None else int((ordered[time_column] > since).sum())
+    n_new = n if since is None else int(new_rows(ordered[time_column], plan).sum())
     k = holdout_rows(n, n_new, plan.holdout_fraction, plan.holdout_new_share)
     if n < 2 or k >= n:
         raise CTError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {plan.holdout_fraction}")
@@ -132,8 +160,9 @@ def split(
     if since is None:
         rule = f"no champion: the newest {plan.holdout_fraction:.0%} of {n} rows"
     elif k < math.ceil(n * plan.holdout_fraction):
-        rule = (f"the newest {plan.holdout_new_share:.0%} of the {n_new} rows newer than the champion's data "
-                f"(capped below {plan.holdout_fraction:.0%} of {n} rows)")
+        rule = (f"the newest {plan.holdout_new_share:.0%} of the {n_new} rows newer than the champion's data"
+                + (f" and the change ({plan.changed_since})" if plan.changed_since else "")
+                + f" (capped below {plan.holdout_fraction:.0%} of {n} rows)")
     else:
         rule = f"the newest {plan.holdout_fraction:.0%} of {n} rows ({n_new} newer than the champion's data)"
     return train, holdout, {"rows_new": n_new, "holdout_rows_seen_by_champion": seen, "rule": rule}
@@ -145,7 +174,7 @@ def recent_weights(frame: pd.DataFrame, time_column: str, plan: TrainingPlan) ->
     or the new rows already carry that share)."""
     if plan.recent_share is None or plan.new_since is None or frame.empty:
         return None
-    new = (frame[time_column] > pd.Timestamp(plan.new_since)).to_numpy()
+    new = new_rows(frame[time_column], plan)
     n, n_new = len(new), int(new.sum())
     if n_new == 0 or n_new == n or n_new / n >= plan.recent_share:
         return None

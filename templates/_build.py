@@ -81,6 +81,7 @@ INGEST = [
         | `window` | `{"days": N}`, `{"rows": N}` or `{"batches": N}` for this run. `None`: `model.training` |
         | `train_window_days` | keep only the last N days before the latest row. `None`: see `window` |
         | `holdout_fraction` | newest share of rows held out for evaluation. `None`: `model.training.holdout_fraction` |
+        | `changed_since` | ISO time the change began; only rows from then on count as new (weighted, held out). Set by drift and performance triggers to the first row of the batch that fired. `None`: every row after the champion's data |
 
         Records `train_path`, `holdout_path`, `rows_train`, `rows_holdout`, `batches`, `data_fingerprint`,
         `time_min`, `time_max`, `split_time`, `plan` (trigger, reason, window, holdout rule, weighting,
@@ -92,6 +93,7 @@ INGEST = [
         window = None  # {"days": N}, {"rows": N} or {"batches": N} for this run. None: model.training in ct.yaml
         train_window_days = None  # keep the last N days before the latest row. None: see window
         holdout_fraction = None  # newest share of rows held out (0 < f < 1). None: model.training.holdout_fraction
+        changed_since = None  # ISO time the change began (set by drift/performance triggers). None: unknown
     """),
     context("ingest"),
     code("""
@@ -120,7 +122,7 @@ INGEST = [
         plan = training.plan(
             config.model.training, trigger=ctx.trigger, reason=ctx.reason,
             window=... if window is None else window, train_window_days=train_window_days,
-            holdout_fraction=holdout_fraction, new_since=new_since,
+            holdout_fraction=holdout_fraction, new_since=new_since, changed_since=changed_since,
         )
         print(plan.describe())
     """),
@@ -536,10 +538,10 @@ TRAIN = [
         gate_model, weights = fit_on(labelled)
         weighting = None
         if weights is not None:
-            new_rows = labelled[time_column] > pd.Timestamp(plan.new_since)
+            new_rows = training.new_rows(labelled[time_column], plan)
             weighting = {"new_rows": int(new_rows.sum()), "recent_share": plan.recent_share,
-                         "new_row_weight": float(weights[new_rows.to_numpy()][0])}
-            print(f"{weighting['new_rows']} row(s) newer than the champion's data weighted to "
+                         "new_row_weight": float(weights[new_rows][0]), "changed_since": plan.changed_since}
+            print(f"{weighting['new_rows']} new row(s) weighted to "
                   f"{plan.recent_share:.0%} of the total (trigger {plan.trigger})")
         model, fit_rows, gate_model_path = gate_model, labelled, None
         if plan.refit:
@@ -643,7 +645,9 @@ EVALUATE = [
 
         When the registered version is a refit (`model.training.refit`), the contender judged here is the
         model the train stage fitted without the holdout; the registered version is the same settings refit
-        with the holdout, and its latency and size are the ones checked.
+        with the holdout, and its latency and size are the ones checked. The champion is judged the same
+        way: when its registered refit was trained on rows of this holdout (no newer data since it was
+        built), the gate model of its own run, fitted before those rows, stands for it.
 
         Without a champion the contender only has to pass the guardrails ("first model").
 
@@ -652,7 +656,7 @@ EVALUATE = [
         | `latency_repeats` | how many times the holdout is scored to time the contender; the fastest counts |
 
         Records `gate` (the full result), `blessed`, `rule`, `contender_metrics`, `champion_metrics`,
-        `champion_version`, `contender_version`, `comparison_png`, `evaluated_model`.
+        `champion_version`, `contender_version`, `comparison_png`, `evaluated_model`, `champion_judged`.
     """, note=True),
     parameters("""
         latency_repeats = 3  # times the holdout is scored to measure latency; the fastest counts
@@ -666,7 +670,7 @@ EVALUATE = [
         from IPython.display import display
         from sklearn.metrics import roc_curve
 
-        from ct_notebooks import datasets, evaluation, modeling
+        from ct_notebooks import champion_judge, datasets, evaluation, modeling
 
         target = config.data.target
         task = config.model.task
@@ -691,11 +695,16 @@ EVALUATE = [
             evaluated_model = (f"the model fitted without the holdout ({ctx.get('train', 'rows_train')} rows); "
                                f"version {contender_version} is its refit on {ctx.get('train', 'rows_fit')} rows")
         champion_info = registry.champion()
-        champion = registry.load_model(champion_info.version) if champion_info is not None else None
-        champion_version = champion_info.version if champion_info is not None else None
+        champion, champion_version, champion_judged = None, None, None
+        if champion_info is not None:
+            judge = champion_judge.choose(registry, champion_info, holdout, config.data.time_column, ctx.project.root)
+            champion, champion_version = judge.model, champion_info.version
+            champion_judged = {"source": judge.source, "seen_rows": judge.seen_rows, "describe": judge.describe}
         print(f"holdout: {len(holdout)} labelled rows")
         print(f"contender: version {contender_version}; champion: {champion_version or 'none yet'}")
-        print(f"judged: {evaluated_model}")
+        print(f"judged for the contender: {evaluated_model}")
+        if champion_judged:
+            print(f"judged for the champion: {champion_judged['describe']}")
     """),
     code("""
         def score(model):
@@ -795,6 +804,7 @@ EVALUATE = [
             contender_version=contender_version,
             comparison_png=comparison_png,
             evaluated_model=evaluated_model,
+            champion_judged=champion_judged,
         )
     """),
 ]
@@ -938,7 +948,7 @@ SCORE = [
         | `batch` | file name in the landing zone, e.g. `"batch-03.csv"`. `None`: the newest batch |
         | `threshold` | classification: a score at or above it predicts the positive class |
 
-        Records `batch`, `rows`, `champion_version`, `predictions_path`, `batch_path`, `has_labels`,
+        Records `batch`, `time_min`, `time_max`, `rows`, `champion_version`, `predictions_path`, `batch_path`, `has_labels`,
         `labelled_rows`, `data_fingerprint`, `positive_class`, `mean_score`.
     """, note=True),
     parameters("""
@@ -978,6 +988,9 @@ SCORE = [
         frame = datasets.read_batch(batch_file, config)
         print(f"batch {batch_file.name}: {len(frame)} rows from {frame[data.time_column].min()} "
               f"to {frame[data.time_column].max()}")
+        times = frame[data.time_column].dropna()
+        ctx.record(time_min=times.min().isoformat() if len(times) else None,
+                   time_max=times.max().isoformat() if len(times) else None)
     """),
     md("""
         ## 2. Does the batch have what the champion needs?

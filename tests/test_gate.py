@@ -35,6 +35,10 @@ def test_gate_promotes_better_and_rejects_worse(small_project_factory: Callable[
         assert better.outcome == Outcome.PROMOTED, better.outcome_detail
         gate = better.stage("evaluate").outputs["gate"]
         assert gate["passed"] and gate["values"]["margin"] > 0
+        # no rows arrived since v1: its registered refit saw this holdout, its own gate model did not
+        judged = better.stage("evaluate").outputs["champion_judged"]
+        assert judged["source"] == "gate model" and judged["seen_rows"] == 0, judged
+        assert "version 1's gate model" in judged["describe"]
         assert registry.champion().version == 2  # type: ignore[union-attr]
 
         worse = runner.run("train", overrides=[("train", "model_params", {"max_iter": 1, "learning_rate": 0.01})])

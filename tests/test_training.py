@@ -114,6 +114,24 @@ def test_recent_weights_give_new_rows_their_share() -> None:
     assert training.recent_weights(data, "t", training.plan(TrainingConfig(), trigger="drift")) is None
 
 
+def test_changed_since_narrows_the_new_rows_to_the_change() -> None:
+    data = frame()
+    # the champion saw rows 0..59; rows 60..79 came before the change (monitored, never trained on)
+    plan = training.plan(TrainingConfig(), trigger="drift", new_since=data["t"].iloc[59],
+                         changed_since=data["t"].iloc[80].isoformat())
+    assert plan.changed_since == data["t"].iloc[80].isoformat()
+    assert "the change began at" in plan.describe()
+    assert training.new_rows(data["t"], plan).nonzero()[0].tolist() == list(range(80, 100))
+    train, holdout, info = training.split(data, "t", plan)
+    assert info["rows_new"] == 20 and holdout["v"].tolist() == list(range(90, 100))
+    assert "and the change" in info["rule"]
+    weights = training.recent_weights(train, "t", plan)
+    assert weights is not None and (weights[:80] == 0).all() and (weights[80:] > 0).all()
+    for bad in ("not a time", True, 3.5e30):
+        with pytest.raises(ParameterError, match="changed_since must be an ISO date"):
+            training.plan(TrainingConfig(), trigger="drift", changed_since=bad)
+
+
 def test_weighted_fit_leaves_out_zero_weights_and_checks_them() -> None:
     batch = synthetic.make_batch("none", 0, rows=200)
     features = batch[["x1", "x2", "x3", "x4", "channel"]]

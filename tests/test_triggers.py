@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from credit_data import build_small_project
 
 from ct_notebooks import cli
 from ct_notebooks.archive import Archive
@@ -271,6 +272,21 @@ def test_drift_confirmed_over_two_batches_records_the_batch(tmp_path: Path) -> N
     # b1 holds alone, b2 breaks the streak, b3 starts again, b4 confirms and fires, b5 starts a new streak
     assert [d.action for d in decisions] == ["not_fired", "not_fired", "not_fired", "started", "not_fired"]
     assert "held on 2 consecutive batches" in decisions[3].reason and "held on 1 of 2" in decisions[4].reason
+
+
+def test_a_retrain_fired_by_a_batch_learns_when_the_change_began(tmp_path: Path) -> None:
+    project = Project.load(build_small_project(tmp_path / "p", batches=1, config=small_config(
+        triggers={"rules": {"shift": {"kind": "drift", "share": 0.3}}})), search_parents=False)
+    record = _monitor_run(project, 0.5, "20260301T120000Z-dddddd", "b9.csv")
+    record.stages[0].outputs["time_min"] = "2026-02-01T00:00:00"
+    store = store_for(project)
+    [decision] = Engine(project, store).evaluate_monitor(record, "digest9", NOW)
+    assert decision.action == "started"
+    job = store.take_next(1, NOW, "here")
+    assert job is not None and job.pipeline == "train"
+    assert job.overrides == [["ingest", "changed_since", "2026-02-01T00:00:00"]]
+    # a pipeline whose stages do not declare changed_since gets no override
+    assert Engine(project, store).change_overrides("monitor", "2026-02-01T00:00:00") is None
 
 
 def test_dry_run_of_a_handled_batch_says_duplicate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
