@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff check ct_notebooks tests benchmarks
 	$(BIN)/mypy
 	.ci/ui-tests.sh build
-	$(BIN)/pytest -q -n auto --maxprocesses=4 --dist loadfile
+	$(BIN)/pytest -q
 	.ci/ui-tests.sh test
 
 # JupyterLab extension: build, jest, Galata in headless Debian chromium (installs chromium if missing)

@@ -48,9 +48,11 @@ import pandas as pd
 import psutil
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from daemon_helpers import write_notebook
+
 PYTHON = sys.executable
 TAG_VARIABLE = "CTN_PROCESS_TAG"
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 MODEL = "chaos-model"
 FIGURES = ("lost", "duplicated", "stuck", "unreadable", "index_diff", "ungated", "chain", "left")
 
@@ -94,14 +96,6 @@ TRAIN_CELLS = [
     "        decision, rule = 'rejected', str(exc)\n"
     "ctx.record(outcome={'decision': decision, 'version': info.version, 'reason': rule}, accuracy=accuracy)",
 ]
-
-
-def write_notebook(path: Path, cells: list[str]) -> None:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": KERNELSPEC})
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.cells[0].metadata["tags"] = ["parameters"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, str(path))
 
 
 def batch(rows: int, rng: np.random.Generator, shift: float = 0.0) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from .training import CHANGED_SINCE
 from .trigger_config import DriftRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
 from .triggers import (
     GuardState,
+    Rejection,
     apply_guards,
     evaluate_catch_up,
     evaluate_drift,
@@ -49,6 +50,7 @@ from .triggers import (
     missed_ticks,
     next_fire,
     parse_iso,
+    signal_measure,
 )
 
 INFO_FILE = "daemon.json"
@@ -118,17 +120,48 @@ class Engine:
         runs = self.archive.list(pipeline=pipeline, status=status, limit=1)
         return runs[0] if runs else None
 
-    def guard_state(self, pipeline: str, now: datetime) -> GuardState:
+    def guard_state(self, pipeline: str, now: datetime, decision: TriggerDecision | None = None) -> GuardState:
         active, queued_at, count = self.store.pipeline_activity(pipeline, now)
         latest = self._latest_run(pipeline)
         starts = [parse_iso(t) for t in (queued_at, latest.created_at if latest else None) if t]
-        return GuardState(now=now, last_start=max(starts) if starts else None, started_last_24h=count, active=active)
+        rejection = self.rejection(decision) if decision is not None and not active else None
+        return GuardState(now=now, last_start=max(starts) if starts else None, started_last_24h=count, active=active,
+                          rejection=rejection)
+
+    def rejection(self, decision: TriggerDecision, *, scan: int = 500) -> Rejection | None:
+        """The latest retrain of the decision's pipeline started by a drift or performance rule, when the model
+        gate rejected it and the champion is still the one it was compared with; else ``None``."""
+        if decision.kind not in ("drift", "performance") or not self.triggers.guards.after_rejection.enabled:
+            return None
+        recent = self.store.decisions(limit=scan)
+        started = next((d for d in recent if d.action == "started" and d.run_id and d.pipeline == decision.pipeline
+                        and d.kind in ("drift", "performance")), None)
+        if started is None or started.run_id is None:
+            return None
+        try:
+            run = self.archive.load(started.run_id)
+        except (RunNotFound, CTError):
+            return None
+        if run.status != RunStatus.SUCCEEDED or run.outcome != "rejected":
+            return None
+        kept = run.outcome_detail.get("champion")
+        champion = self.project.registry().champion()
+        if champion is None or kept != champion.version:
+            return None
+        batch_run = started.values.get("monitor_run")
+        mine = [d for d in recent if d.trigger == decision.trigger and d.action != "dry_run"]
+        before = next((d for d in mine if d.values.get("monitor_run") == batch_run), None)
+        later = {d.values.get("monitor_run") for d in mine if d.evaluated_at > started.evaluated_at} - {batch_run}
+        current = decision.values.get("monitor_run")
+        since = (later | {current}) - {batch_run, None}
+        return Rejection(run_id=started.run_id, measure=signal_measure(before) if before else None,
+                         batches_since=len(since))
 
     def act(self, decision: TriggerDecision, now: datetime, *, overrides: list[list[Any]] | None = None,
             digest: str | None = None) -> TriggerDecision:
         """Apply the guards, then record the decision and, when it starts a run, enqueue it (deduped)."""
         if decision.fired and decision.pipeline:
-            decision = apply_guards(decision, self.triggers.guards, self.guard_state(decision.pipeline, now))
+            decision = apply_guards(decision, self.triggers.guards, self.guard_state(decision.pipeline, now, decision))
         if self.dry_run:
             would = decision.action
             held = self.store.claim(decision.dedupe_key) if would == "started" and decision.dedupe_key else None

@@ -150,7 +150,7 @@ class TriggerDecision:
     pipeline: str | None = None
     #: what followed: started | not_fired | suppressed | duplicate | dry_run
     action: str = "not_fired"
-    #: why a fired trigger started nothing: paused | cooldown | budget | running | duplicate
+    #: why a fired trigger started nothing: paused | cooldown | budget | running | rejected | duplicate
     blocked_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

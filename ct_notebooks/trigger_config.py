@@ -33,6 +33,18 @@ def cron_trigger(expr: str, timezone: str = "UTC") -> CronTrigger:
                      f"got {len(fields)}")
 
 
+class AfterRejectionConfig(_Strict):
+    """After the model gate rejected a retrain started by drift or decay, the same signal starts no other one."""
+
+    enabled: bool = True
+    stronger_by: float = Field(
+        0.5, ge=0, description="a drift or performance rule fires again at once when its measure (drift share, "
+                               "metric drop) is this fraction above the one that led to the rejected retrain")
+    retry_after_batches: int = Field(
+        3, ge=1, description="... or once this many batches were monitored since, so that a change the first "
+                             "retrain had too little data for is retried and the champion never stays for good")
+
+
 class GuardsConfig(_Strict):
     """Limits shared by every rule: they decide whether a fired rule may start its pipeline."""
 
@@ -41,7 +53,8 @@ class GuardsConfig(_Strict):
                                                           "in any 24 hours (a compute budget)")
     override: Literal["auto", "pause", "force"] = Field(
         "auto", description="manual override: pause = rules are evaluated and recorded but start nothing; "
-                            "force = fired rules start runs regardless of cooldown and budget")
+                            "force = fired rules start runs regardless of cooldown, budget and after_rejection")
+    after_rejection: AfterRejectionConfig = Field(default_factory=AfterRejectionConfig)
 
 
 class _Rule(_Strict):

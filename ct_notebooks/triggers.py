@@ -237,6 +237,40 @@ class GuardState:
     last_start: datetime | None = None  # latest run of the pipeline, any trigger (queued ones included)
     started_last_24h: int = 0  # runs started by rules in the last 24 hours (queued ones included)
     active: str | None = None  # a queued or running run of the pipeline
+    rejection: Rejection | None = None  # the latest change-triggered retrain, rejected, champion unchanged since
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A retrain started by a drift or performance rule that the model gate rejected."""
+
+    run_id: str
+    measure: float | None  # the evaluated rule's measure on the batch that led to it (None: not measured)
+    batches_since: int  # batches monitored since, the one being evaluated included
+
+
+def signal_measure(decision: TriggerDecision) -> float | None:
+    """How strong a drift or performance signal is: the drift share used, or the metric drop."""
+    key = {"drift": "share_used", "performance": "drop"}.get(decision.kind)
+    value = decision.values.get(key) if key else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _after_rejection(decision: TriggerDecision, guards: GuardsConfig, rejection: Rejection) -> str | None:
+    """Why a fired drift or performance rule stays quiet after a rejected retrain, or ``None``."""
+    policy = guards.after_rejection
+    if not policy.enabled or decision.kind not in ("drift", "performance"):
+        return None
+    measure, before = signal_measure(decision), rejection.measure
+    if before is None or (measure is not None and measure >= before * (1 + policy.stronger_by)):
+        return None
+    if rejection.batches_since >= policy.retry_after_batches:
+        return None
+    now_text = "unmeasured" if measure is None else f"{measure:.4f}"
+    return (f"retrain {rejection.run_id} on this signal ({before:.4f}, now {now_text}) was rejected by the model "
+            f"gate and the champion has not changed; fires again when the signal is {policy.stronger_by:.0%} "
+            f"stronger or after {policy.retry_after_batches} monitored batch(es) ({rejection.batches_since} so far; "
+            "triggers.guards.after_rejection)")
 
 
 def apply_guards(decision: TriggerDecision, guards: GuardsConfig, state: GuardState) -> TriggerDecision:
@@ -264,4 +298,7 @@ def apply_guards(decision: TriggerDecision, guards: GuardsConfig, state: GuardSt
         if guards.max_per_day is not None and state.started_last_24h >= guards.max_per_day:
             return suppressed("budget", f"daily budget: {state.started_last_24h} run(s) in 24 h >= max_per_day "
                                         f"{guards.max_per_day}")
+        quiet = _after_rejection(decision, guards, state.rejection) if state.rejection else None
+        if quiet:
+            return suppressed("rejected", quiet)
     return dataclasses.replace(decision, values=values, action="started", blocked_by=None)

@@ -377,11 +377,25 @@ def validate(
         frame, gate, columns=[c for c in frame.columns if c != data.id_column], constant_columns=features
     )
     drift_violations = check_drift(drift_share, drifted_columns, gate)
+    return _gate_result(gate, schema_violations, quality_violations, drift_violations, warnings,
+                        {"schema_source": schema.get("source"), **schema_values, **quality_values},
+                        drift_share, drifted_columns)
+
+
+def _gate_result(
+    gate: DataGateConfig,
+    schema_violations: list[str],
+    quality_violations: list[str],
+    drift_violations: list[str],
+    warnings: list[str],
+    values: dict[str, Any],
+    drift_share: float | None,
+    drifted_columns: Sequence[str],
+) -> GateResult:
+    """The data gate's result: ``values`` plus the drift figures, the limits and the violation counts."""
     violations = schema_violations + quality_violations + drift_violations
-    values: dict[str, Any] = {
-        "schema_source": schema.get("source"),
-        **schema_values,
-        **quality_values,
+    values = {
+        **values,
         "drift_share": None if drift_share is None else round(float(drift_share), 6),
         "drifted_columns": list(drifted_columns),
         "limits": _limits(gate),
@@ -439,21 +453,8 @@ def run_gate(
     )
     quality_violations = _min_rows(frame, gate) + quality_violations + constant_violations
     drift_violations = check_drift(drift_share, drifted_columns, gate)
-    violations = schema_violations + quality_violations + drift_violations
-    values: dict[str, Any] = {
-        "schema_source": summary.get("schema_source"),
-        "rows": len(frame),
-        "constant_columns": constant,
-        "drift_share": None if drift_share is None else round(float(drift_share), 6),
-        "drifted_columns": list(drifted_columns),
-        "batches": {key: list(summary.get(key) or []) for key in ("accepted", "judged", "passed", "failed",
-                                                                  "quarantined")},
-        "limits": _limits(gate),
-        "counts": {
-            "schema": len(schema_violations),
-            "quality": len(quality_violations),
-            "drift": len(drift_violations),
-        },
-    }
-    return GateResult(gate="data", passed=not violations, rule=_rule(violations, warnings), values=values,
-                      violations=violations, warnings=warnings)
+    batches = {key: list(summary.get(key) or []) for key in ("accepted", "judged", "passed", "failed", "quarantined")}
+    return _gate_result(gate, schema_violations, quality_violations, drift_violations, warnings,
+                        {"schema_source": summary.get("schema_source"), "rows": len(frame),
+                         "constant_columns": constant, "batches": batches},
+                        drift_share, drifted_columns)

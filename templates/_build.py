@@ -81,7 +81,7 @@ INGEST = [
         | `window` | `{"days": N}`, `{"rows": N}` or `{"batches": N}` for this run. `None`: `model.training` |
         | `train_window_days` | keep only the last N days before the latest row. `None`: see `window` |
         | `holdout_fraction` | newest share of rows held out for evaluation. `None`: `model.training.holdout_fraction` |
-        | `changed_since` | ISO time the change began; only rows from then on count as new (weighted, held out). Set by drift and performance triggers to the first row of the batch that fired. `None`: every row after the champion's data |
+        | `changed_since` | ISO time the change began; only later rows are new. `None`: all after the champion's data |
 
         Records `train_path`, `holdout_path`, `rows_train`, `rows_holdout`, `batches`, `data_fingerprint`,
         `time_min`, `time_max`, `split_time`, `plan` (trigger, reason, window, holdout rule, weighting,
@@ -948,8 +948,8 @@ SCORE = [
         | `batch` | file name in the landing zone, e.g. `"batch-03.csv"`. `None`: the newest batch |
         | `threshold` | classification: a score at or above it predicts the positive class |
 
-        Records `batch`, `time_min`, `time_max`, `rows`, `champion_version`, `predictions_path`, `batch_path`, `has_labels`,
-        `labelled_rows`, `data_fingerprint`, `positive_class`, `mean_score`.
+        Records `batch`, `time_min`, `time_max`, `rows`, `champion_version`, `predictions_path`, `batch_path`,
+        `has_labels`, `labelled_rows`, `data_fingerprint`, `positive_class`, `mean_score`.
     """, note=True),
     parameters("""
         batch = None  # file name in the incoming folder, e.g. "batch-03.csv". None: the newest batch

@@ -24,6 +24,7 @@ def test_twenty_runs_under_kills_lose_nothing_duplicate_nothing_and_leave_no_pro
     print(chaos.report(result))
     figures = result["figures"]
     assert len(result["runs"]) >= 20 and sum(result["kills"].values()) >= 3, chaos.report(result)
-    # what the daemon, the queue, the registry and process handling guarantee
-    for name in ("lost", "duplicated", "ungated", "chain", "left"):
+    # what the daemon, the queue, the archive, the index, the registry and process handling guarantee
+    assert set(figures) == set(chaos.FIGURES)
+    for name in chaos.FIGURES:
         assert figures[name] == 0, f"{name}: {result['details'][name]}"

@@ -31,7 +31,7 @@ def ctn(
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("demo") / "demo-project"
-    result = ctn("demo", "--dir", str(folder))
+    result = ctn("demo", "--dir", str(folder), timeout=1800)  # the whole story: many kernels
     return {"folder": folder, "stdout": result.stdout}
 
 
@@ -182,7 +182,7 @@ def test_the_ct_yaml_header_names_a_command_that_prints_the_reference(tmp_path: 
 def test_daemon_demo_retrains_on_triggers_and_blocks_the_broken_batch(tmp_path: Path) -> None:
     """``ctn demo --daemon``: a real daemon process monitors each landing batch and its triggers retrain."""
     folder = tmp_path / "daemon-demo"
-    stdout = ctn("demo", "--daemon", "--dir", str(folder)).stdout
+    stdout = ctn("demo", "--daemon", "--dir", str(folder), timeout=1800).stdout
     rows = _table(stdout)
     assert list(rows) == [f"batch-0{i}" for i in range(6)], stdout
     assert "v1 promoted" in rows["batch-00"] and "no action" in rows["batch-01"]

@@ -19,6 +19,7 @@ from ct_notebooks.project import Project
 from ct_notebooks.trigger_config import DriftRule, GuardsConfig, NewDataRule, PerformanceRule, ScheduleRule
 from ct_notebooks.triggers import (
     GuardState,
+    Rejection,
     apply_guards,
     evaluate_catch_up,
     evaluate_drift,
@@ -222,6 +223,13 @@ def _fired() -> Any:
     ({"override": "pause"}, {}, "suppressed", "paused"),
     ({"override": "force", "cooldown_s": 3600, "max_per_day": 0}, {"last_start": NOW}, "started", None),
     ({}, {"active": "20260301T115900Z-abcdef"}, "suppressed", "running"),
+    # after a rejected retrain on drift share 0.45: the same signal (0.5) waits; a 50% stronger one fires
+    ({}, {"rejection": Rejection("20260301T110000Z-aaaaaa", 0.45, 1)}, "suppressed", "rejected"),
+    ({}, {"rejection": Rejection("20260301T110000Z-aaaaaa", 0.3, 1)}, "started", None),
+    ({}, {"rejection": Rejection("20260301T110000Z-aaaaaa", 0.45, 3)}, "started", None),  # retried after 3 batches
+    ({}, {"rejection": Rejection("20260301T110000Z-aaaaaa", None, 1)}, "started", None),  # not measured before
+    ({"after_rejection": {"enabled": False}}, {"rejection": Rejection("r", 0.45, 1)}, "started", None),
+    ({"override": "force"}, {"rejection": Rejection("r", 0.45, 1)}, "started", None),
 ])
 def test_guards(guards: dict[str, Any], state: dict[str, Any], action: str, blocked_by: str | None) -> None:
     decision = apply_guards(_fired(), GuardsConfig(**guards), GuardState(now=NOW, **state))
@@ -229,6 +237,18 @@ def test_guards(guards: dict[str, Any], state: dict[str, Any], action: str, bloc
     assert decision.fired
     if blocked_by:
         assert "not started" in decision.reason
+
+
+def test_after_rejection_names_the_run_and_when_it_fires_again() -> None:
+    state = GuardState(now=NOW, rejection=Rejection("20260301T110000Z-a", 0.45, 2))
+    decision = apply_guards(_fired(), GuardsConfig(), state)
+    assert "retrain 20260301T110000Z-a on this signal (0.4500, now 0.5000) was rejected" in decision.reason
+    assert "50% stronger or after 3 monitored batch(es) (2 so far" in decision.reason
+    schedule = evaluate_tick("nightly", ScheduleRule(kind="schedule", cron="0 3 * * *"), NOW, NOW)
+    assert apply_guards(schedule, GuardsConfig(), GuardState(now=NOW, rejection=Rejection("r", 0.45, 1))).action \
+        == "started"  # only drift and performance signals are held back
+    with pytest.raises(ConfigError, match="retry_after_batches"):
+        parse_config(small_config(triggers={"guards": {"after_rejection": {"retry_after_batches": 0}}}))
 
 
 def test_guards_leave_quiet_decisions_alone() -> None:
