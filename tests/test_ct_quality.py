@@ -56,10 +56,6 @@ def test_sudden_change_retrains_at_once_unblocked_and_recovers(tmp_path: Path) -
     assert recovery["recovered"] is not None and recovery["recovered"] >= 0.5, table  # most of it won back
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect: seasons in an important feature fire the importance-weighted drift rule on every batch "
-    "(weighted share >= 0.5) and the performance rule fires when the batch's season scores below the "
-    "holdout's season (0.797 vs 0.861): 3 retrains of 3 batches, each rejected by the model gate"))
 def test_seasons_without_harm_retrain_at_most_once(tmp_path: Path) -> None:
     scenario = bench.synthetic("seasonal", batches=7, initial=4, rows=400, days=91)
     result, table = _play(scenario, tmp_path)
