@@ -534,9 +534,13 @@ class Daemon:
         if monitor is None:
             return
         for job in self.store.unevaluated(monitor):
-            if self.store.mark_evaluated(job.id):
-                for d in self.engine.evaluate_monitor_job(job, _now()):
-                    self.log(f"rule {d.trigger}: {d.action}: {d.reason}")
+            # marked only once its decisions and the runs they start are recorded, so that a reader who sees
+            # the job evaluated sees its retrain queued too; a second evaluation after a crash starts nothing
+            # twice (each decision claims its dedupe key)
+            decisions = self.engine.evaluate_monitor_job(job, _now())
+            self.store.mark_evaluated(job.id)
+            for d in decisions:
+                self.log(f"rule {d.trigger}: {d.action}: {d.reason}")
 
     # queue
     def _spawn_worker(self) -> subprocess.Popen[bytes]:
