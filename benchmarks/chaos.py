@@ -397,28 +397,40 @@ class Chaos:
                 self.say(f"{runs} runs, {sum(self.kills.values())} kills, queue {self.queued()}")
             time.sleep(self.rng.uniform(0.2, 0.8))
 
-    def drain(self, max_s: float) -> bool:
-        """Let the daemon finish the queue (restarting it when it is gone) and the CLI commands end."""
+    def drain(self, max_s: float, quiet_s: float = 5.0) -> bool:
+        """Let the daemon finish the queue (restarting it when it is gone) and the CLI commands end.
+
+        Drained means: no CLI command running, no job queued or running, no finished monitor job whose
+        decisions are still to be made, held for ``quiet_s`` with the daemon up (a batch it has not seen
+        yet or a retrain it is about to queue shows up within that time).
+        """
         deadline = time.monotonic() + max_s
+        quiet_since: float | None = None
         while time.monotonic() < deadline:
             self.collect()
             self.ensure_daemon()
-            if not self.children and not self.active_jobs():
-                return True
+            pending = self.pending_jobs()
+            if not self.children and pending == 0 and self.daemon_alive():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= quiet_s:
+                    return True
+            else:
+                quiet_since = None
             time.sleep(0.5)
         self.say(f"the queue did not drain within {max_s:g} s")
         return False
 
-    def active_jobs(self) -> int:
+    def pending_jobs(self) -> int | None:
+        """Jobs queued, running or finished but not evaluated yet; None when the store cannot be read now."""
         try:
             conn = sqlite3.connect(self.root / ".ct" / "daemon.sqlite", timeout=5)
             try:
-                return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
-                           .fetchone()[0])
+                return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') "
+                                        "OR (pipeline = 'monitor' AND evaluated = 0)").fetchone()[0])
             finally:
                 conn.close()
         except sqlite3.Error:
-            return 0
+            return None
 
     def stop(self) -> None:
         if self.daemon is not None and self.daemon.poll() is None:

@@ -26,7 +26,9 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.exceptions import PapermillExecutionError
+from papermill.iorw import LocalHandler, papermill_io
 
+from .archive import atomic_write_bytes
 from .models import RunStatus, StageError
 from .params import install_translator
 
@@ -262,10 +264,29 @@ class WarmKernelEngine(NBClientEngine):
                     client.kc.stop_channels()
 
 
+class AtomicLocalHandler(LocalHandler):
+    """Papermill's local file I/O, except that each write of a notebook replaces the file whole.
+
+    Papermill rewrites the executing notebook as cells finish; a process killed during a plain write
+    would leave a truncated notebook in the run's archive. Not synced to disk on every save: the
+    replace is what makes it whole.
+    """
+
+    def write(self, buf: str, path: str) -> None:
+        atomic_write_bytes(Path(path), buf.encode("utf-8"), durable=False)
+
+
+_ATOMIC_WRITES: list[bool] = []  # not empty once the handler is registered
+
+
 def install_engine() -> None:
-    """Register the warm-kernel engine and the exact parameter translator with Papermill."""
+    """Register the warm-kernel engine, atomic notebook writes and the exact parameter translator."""
     install_translator()
     papermill_engines.register(ENGINE_NAME, WarmKernelEngine)
+    if not _ATOMIC_WRITES:
+        # absolute paths (the executors pass only those) match this scheme before the local fallback
+        papermill_io.register(os.sep, AtomicLocalHandler())
+        _ATOMIC_WRITES.append(True)
 
 
 @dataclass
@@ -461,7 +482,7 @@ class LocalExecutor:
             watchdog.start()
             papermill.execute_notebook(
                 source,
-                str(job.output_notebook),
+                str(job.output_notebook.absolute()),
                 parameters=job.parameters,
                 engine_name=ENGINE_NAME,
                 kernel_name=job.kernel_name,

@@ -134,6 +134,39 @@ def test_kernel_killed_mid_stage(tmp_path: Path) -> None:
     assert (tmp_path / "runs" / "p" / record.run_id / "01-victim.ipynb").is_file()
 
 
+def test_the_executing_notebook_is_replaced_whole_on_every_save(tmp_path: Path) -> None:
+    """A reader (or a process killed meanwhile) never meets a half-written executed notebook."""
+    project = make_project(tmp_path, [{"name": "watched", "source": "slow", "parameters": {"seconds": 3}}])
+    seen_inodes: set[int] = set()
+    torn: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            for path in project.runs_dir.glob("p/*/01-watched.ipynb"):
+                with contextlib.suppress(FileNotFoundError):
+                    seen_inodes.add(path.stat().st_ino)
+                    try:
+                        nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+                    except Exception as exc:  # any parse failure is the finding
+                        torn.append(f"{type(exc).__name__}: {exc}"[:200])
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with Runner(project, html=False) as runner:
+            record = runner.run("p")
+    finally:
+        done.set()
+        watcher.join()
+    assert record.status == RunStatus.SUCCEEDED
+    assert torn == []
+    assert len(seen_inodes) >= 2, "each save should put a new file in place, not rewrite the old one"
+    run_dir = project.runs_dir / "p" / record.run_id
+    assert not list(run_dir.glob(".*.tmp")), "no temp file is left behind"
+
+
 def test_resume_reruns_from_the_failed_stage(tmp_path: Path) -> None:
     project = make_project(tmp_path, [
         {"name": "first", "source": "ok", "parameters": {"value": 5}},
