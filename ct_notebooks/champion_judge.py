@@ -18,10 +18,7 @@ import pandas as pd
 
 from .datasets import read_snapshot
 from .registry import ModelVersionInfo, Registry
-from .training import TAG_DATA_TIME_MAX
-
-#: where a refit run keeps the model its gate evaluated, inside the run folder
-GATE_MODEL_FILE = "models/gate-model.pkl"
+from .training import GATE_MODEL_FILE, TAG_DATA_TIME_MAX
 
 
 @dataclass

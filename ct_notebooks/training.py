@@ -24,6 +24,8 @@ from .errors import CTError, ParameterError
 
 #: version tag: ISO time of the newest row the registered model was fitted on
 TAG_DATA_TIME_MAX = "ct.data_time_max"
+#: where a refit run keeps the model its gate evaluated (fitted without the holdout), inside the run folder
+GATE_MODEL_FILE = "models/gate-model.pkl"
 #: the ingest parameter through which a change trigger says when the change began
 CHANGED_SINCE = "changed_since"
 

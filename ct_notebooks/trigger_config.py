@@ -39,7 +39,8 @@ class AfterRejectionConfig(_Strict):
     enabled: bool = True
     stronger_by: float = Field(
         0.5, ge=0, description="a drift or performance rule fires again at once when its measure (drift share, "
-                               "metric drop) is this fraction above the one that led to the rejected retrain")
+                               "metric drop) is this fraction above the one that led to the rejected retrain (or "
+                               "above the rule's own share or max_drop, when that is higher)")
     retry_after_batches: int = Field(
         3, ge=1, description="... or once this many batches were monitored since, so that a change the first "
                              "retrain had too little data for is retried and the champion never stays for good")

@@ -256,21 +256,40 @@ def signal_measure(decision: TriggerDecision) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+#: the least metric drop a performance signal is compared from when its rule sets no ``max_drop``
+MIN_COMPARED_DROP = 0.01
+
+
+def signal_floor(decision: TriggerDecision) -> float:
+    """The least measure "stronger" is reckoned from: the rule's own threshold (drift share, max_drop).
+
+    A rejected retrain whose measure was near zero (a performance rule that fired on ``below`` while the
+    drop was slight) would otherwise let any later signal through as "much stronger".
+    """
+    key = {"drift": "share", "performance": "max_drop"}.get(decision.kind)
+    value = decision.values.get(key) if key else None
+    floor = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+    return max(floor, MIN_COMPARED_DROP) if decision.kind == "performance" else floor
+
+
 def _after_rejection(decision: TriggerDecision, guards: GuardsConfig, rejection: Rejection) -> str | None:
     """Why a fired drift or performance rule stays quiet after a rejected retrain, or ``None``."""
     policy = guards.after_rejection
     if not policy.enabled or decision.kind not in ("drift", "performance"):
         return None
     measure, before = signal_measure(decision), rejection.measure
-    if before is None or (measure is not None and measure >= before * (1 + policy.stronger_by)):
+    if before is None:
+        return None
+    needed = max(before, signal_floor(decision)) * (1 + policy.stronger_by)
+    if measure is not None and measure >= needed:
         return None
     if rejection.batches_since >= policy.retry_after_batches:
         return None
     now_text = "unmeasured" if measure is None else f"{measure:.4f}"
     return (f"retrain {rejection.run_id} on this signal ({before:.4f}, now {now_text}) was rejected by the model "
             f"gate and the champion has not changed; fires again when the signal is {policy.stronger_by:.0%} "
-            f"stronger or after {policy.retry_after_batches} monitored batch(es) ({rejection.batches_since} so far; "
-            "triggers.guards.after_rejection)")
+            f"stronger ({needed:.4f}) or after {policy.retry_after_batches} monitored batch(es) "
+            f"({rejection.batches_since} so far; triggers.guards.after_rejection)")
 
 
 def apply_guards(decision: TriggerDecision, guards: GuardsConfig, state: GuardState) -> TriggerDecision:

@@ -548,7 +548,7 @@ TRAIN = [
             holdout = datasets.read_snapshot(holdout_path)
             fit_rows = pd.concat([labelled, holdout[holdout[target].notna()]], ignore_index=True)
             model, _ = fit_on(fit_rows)
-            gate_model_path = ctx.path("models/gate-model.pkl")
+            gate_model_path = ctx.path(training.GATE_MODEL_FILE)
             gate_model_path.write_bytes(pickle.dumps(gate_model, protocol=pickle.HIGHEST_PROTOCOL))
         fit_seconds = round(time.perf_counter() - started, 3)
         X, y = modeling.prepare_features(fit_rows[features], categorical), fit_rows[target]

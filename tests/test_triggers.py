@@ -243,12 +243,28 @@ def test_after_rejection_names_the_run_and_when_it_fires_again() -> None:
     state = GuardState(now=NOW, rejection=Rejection("20260301T110000Z-a", 0.45, 2))
     decision = apply_guards(_fired(), GuardsConfig(), state)
     assert "retrain 20260301T110000Z-a on this signal (0.4500, now 0.5000) was rejected" in decision.reason
-    assert "50% stronger or after 3 monitored batch(es) (2 so far" in decision.reason
+    assert "50% stronger (0.6750) or after 3 monitored batch(es) (2 so far" in decision.reason
     schedule = evaluate_tick("nightly", ScheduleRule(kind="schedule", cron="0 3 * * *"), NOW, NOW)
     assert apply_guards(schedule, GuardsConfig(), GuardState(now=NOW, rejection=Rejection("r", 0.45, 1))).action \
         == "started"  # only drift and performance signals are held back
     with pytest.raises(ConfigError, match="retry_after_batches"):
         parse_config(small_config(triggers={"guards": {"after_rejection": {"retry_after_batches": 0}}}))
+
+
+def test_after_rejection_reckons_stronger_from_the_rule_threshold_not_a_near_zero_measure() -> None:
+    rule = PerformanceRule(kind="performance", below=0.8, max_drop=0.05)
+    measured = {"has_labels": True, "labelled_rows": 500, "metrics": {"roc_auc": 0.74},
+                "champion_metrics": {"roc_auc": 0.76}}
+    decision = evaluate_performance("p", rule, measured, primary_metric="roc_auc", batch_key="k", now=NOW)
+    assert decision.fired and decision.values["drop"] == pytest.approx(0.02)
+    # the rejected retrain fired on `below` with a drop of 0.001: 20 times that is still the same signal
+    held = apply_guards(decision, GuardsConfig(), GuardState(now=NOW, rejection=Rejection("r", 0.001, 1)))
+    assert (held.action, held.blocked_by) == ("suppressed", "rejected")
+    assert "stronger (0.0750)" in held.reason
+    worse = {**measured, "metrics": {"roc_auc": 0.68}}  # a drop of 0.08 is past 1.5 x max_drop
+    decision = evaluate_performance("p", rule, worse, primary_metric="roc_auc", batch_key="k", now=NOW)
+    assert apply_guards(decision, GuardsConfig(), GuardState(now=NOW, rejection=Rejection("r", 0.001, 1))).action \
+        == "started"
 
 
 def test_guards_leave_quiet_decisions_alone() -> None:
