@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, CTError, PromotionRefused
+from .errors import ConfigError, CTError, InputError, PromotionRefused
 from .models import RunRecord, RunStatus
 
 if TYPE_CHECKING:
@@ -140,19 +140,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         record = runner.run(args.pipeline, overrides=overrides, trigger="manual", reason=reason or "",
                             run_id=run_id)
     print(_summary(record))
+    _notify(project)
     return _exit_for(record)
+
+
+def _notify(project: Project) -> None:
+    """Hand what just happened to a detached notification pass (nothing when no channel is configured)."""
+    from .notify import start_pass
+
+    start_pass(project)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .runner import Runner
 
     _cancel_on_sigterm()
-    with Runner(_project(args), on_event=None if args.quiet else Progress()) as runner:
+    project = _project(args)
+    with Runner(project, on_event=None if args.quiet else Progress()) as runner:
         try:
             record = runner.resume(args.run_id)
         finally:
             _print_notices(runner.archive)
     print(_summary(record))
+    _notify(project)
     return _exit_for(record)
 
 
@@ -305,24 +315,28 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    project = _project(args)
     try:
-        move = _registry(_project(args)).promote(
+        move = _registry(project).promote(
             args.version, actor=args.actor, reason=args.reason or "manual promotion", force=args.force
         )
     except PromotionRefused as exc:
         raise exc.with_override("pass --force") from None
     print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
+    _notify(project)
     return EXIT_OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    project = _project(args)
     try:
-        move = _registry(_project(args)).rollback(
+        move = _registry(project).rollback(
             actor=args.actor, reason=args.reason or "manual rollback", to_version=args.to, force=args.force
         )
     except PromotionRefused as exc:
         raise exc.with_override("pass --force") from None
     print(f"champion: v{move.from_version} -> v{move.to_version}" + (" (forced)" if move.forced else ""))
+    _notify(project)
     return EXIT_OK
 
 
@@ -411,6 +425,38 @@ def cmd_triggers(args: argparse.Namespace) -> int:
               f"{d.run_id or '-':24} {d.reason}{then}")
         if run:
             print(f"{'':27} {'':12} {'':5} {'':10} {'':24} -> run {run['text']}")
+    return EXIT_OK
+
+
+def cmd_notifications(args: argparse.Namespace) -> int:
+    from .notify import deliver, outbox_for, scan
+
+    project = _project(args)
+    config = project.config.notifications
+    if args.send:
+        if not config.channels:
+            raise InputError("no channel to send to: add one under notifications.channels in ct.yaml", field="--send")
+        for event in scan(project):
+            print(f"queued {event.kind}: {event.title}")
+        for message in deliver(project):
+            print(f"{message.channel}: {message.state} (attempt {message.attempts})"
+                  + (f": {message.last_error}" if message.last_error else "") + f" - {message.event['title']}")
+    messages = outbox_for(project).messages(limit=args.limit, state=args.state)
+    if args.json:
+        _emit_json({"channels": {name: channel.kind for name, channel in config.channels.items()},
+                    "events": list(config.events), "messages": [m.to_dict() for m in messages]})
+        return EXIT_OK
+    if not config.channels:
+        print("no notification channel configured (notifications.channels in ct.yaml)")
+    else:
+        print("channels: " + ", ".join(f"{name} ({channel.kind})" for name, channel in config.channels.items())
+              + f"; events: {', '.join(config.events)}")
+    if messages:
+        print(f"{'event at':27} {'channel':12} {'state':8} {'tries':5} message")
+    for m in messages:
+        print(f"{m.event['at']:27} {m.channel:12} {m.state:8} {m.attempts:5} {m.event['title']}")
+        if m.last_error:
+            print(f"{'':27} {'':12} {'':8} {'':5} last error: {m.last_error}")
     return EXIT_OK
 
 
@@ -576,6 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", default=None, help="only this rule's decisions")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("notifications", parents=[common, listing],
+                       help="messages sent about failures, recoveries, champion moves; send the due ones")
+    p.add_argument("--send", action="store_true", help="read what happened and send the due messages now")
+    p.add_argument("--state", choices=["pending", "sending", "sent", "failed"], default=None)
+    p.add_argument("--limit", type=int, default=30)
+    p.set_defaults(func=cmd_notifications)
 
     p = sub.add_parser("check", parents=[common, listing], help="evaluate every trigger rule once")
     p.add_argument("--dry-run", action="store_true", help="record and print the decisions, start nothing")

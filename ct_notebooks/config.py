@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .drift_config import DriftConfig
 from .errors import ConfigError
+from .notify_config import CHANNEL_KINDS, NotificationsConfig
 from .time_formats import TIME_FORMATS
 from .trigger_config import RULE_KINDS, TriggersConfig
 
@@ -299,6 +300,7 @@ class ProjectConfig(_Strict):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -311,7 +313,8 @@ class ProjectConfig(_Strict):
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
     loc = [str(part) for part in error.get("loc", ())]
-    if loc[:2] == ["triggers", "rules"] and len(loc) > 3 and loc[3] in RULE_KINDS:
+    tagged = {("triggers", "rules"): RULE_KINDS, ("notifications", "channels"): CHANNEL_KINDS}
+    if len(loc) > 3 and loc[3] in tagged.get((loc[0], loc[1]), ()):
         del loc[3]  # pydantic puts the union's tag in the path; the file has no such key
     key = ".".join("schema" if p == "schema_" else p for p in loc) or "<root>"
     kind = error.get("type", "")
@@ -321,7 +324,9 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         return key, "is not a known key (check the spelling)"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     got = error.get("input")
-    if (kind not in ("model_type", "dict_type") and isinstance(got, str | int | float | bool)) or got is None:
+    if key.endswith("_env"):  # holds the name of a variable; what was written instead may be the secret itself
+        message += " (an environment variable name, such as SLACK_WEBHOOK_URL; the value is not shown)"
+    elif (kind not in ("model_type", "dict_type") and isinstance(got, str | int | float | bool)) or got is None:
         message += f" (got {got!r})"
     return key, message
 

@@ -60,6 +60,8 @@ EXIT_HELD = 75
 #: longest wait before the daemon tries again after a pass failed (a full disk, an unreadable store)
 MAX_RETRY_PAUSE_S = 10.0
 BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
+#: seconds between two notification passes of the daemon
+NOTIFY_EVERY_S = 5.0
 HOST = platform.node()
 
 
@@ -345,6 +347,8 @@ class Daemon:
         self._handled: dict[str, tuple[int, int]] = {}
         self._scheduler: Any = None
         self._spares: list[subprocess.Popen[bytes]] = []  # ready workers, one per concurrent slot
+        self._notifier: threading.Thread | None = None
+        self._notified_at = float("-inf")
         self.started_at = utcnow()
 
     def stop(self) -> None:
@@ -373,6 +377,7 @@ class Daemon:
         for sig in previous:
             signal.signal(sig, lambda *_: self.stop())
         try:
+            self._note_unclean_stop()
             self._write_info()
             self.log(f"daemon pid {os.getpid()} serving {self.project.root}")
             self._loop()
@@ -422,6 +427,48 @@ class Daemon:
             self._watch()
         self._evaluate_finished()
         self._dispatch()
+        self._notify()
+
+    # notifications
+    def _note_unclean_stop(self) -> None:
+        """The info file of a daemon that did not shut down is still there: that one died (we hold the lock)."""
+        info = _read_info(self.project)
+        if info is None or not self.project.config.notifications.channels:
+            return
+        from .notify import Event, record_event
+
+        with contextlib.suppress(CTError, OSError, sqlite3.Error):
+            record_event(self.project, Event(
+                key=f"daemon_stopped:{info.get('pid')}:{info.get('started_at')}", kind="daemon_stopped", at=utcnow(),
+                title=f"[{self.project.config.name}] the daemon stopped unexpectedly",
+                text=f"daemon pid {info.get('pid')} on {info.get('host')} (started {info.get('started_at')}) "
+                     f"stopped without shutting down; its last heartbeat was {info.get('heartbeat_at')}. "
+                     f"Daemon pid {os.getpid()} took over.", data={"project": self.project.config.name, **info}))
+
+    def _notify(self) -> None:
+        """Every few seconds, scan and deliver notifications in a thread (a slow channel holds up nothing)."""
+        if not self.project.config.notifications.channels:
+            return
+        if self._notifier is not None and self._notifier.is_alive():
+            return
+        if time.monotonic() - self._notified_at < NOTIFY_EVERY_S:
+            return
+        self._notified_at = time.monotonic()
+
+        def notify_pass() -> None:
+            from .notify import deliver, scan
+
+            try:
+                for event in scan(self.project):
+                    self.log(f"notify {event.kind}: {event.title}")
+                for message in deliver(self.project):
+                    if message.state != "sent":
+                        self.log(f"notify to {message.channel} {message.state}: {message.last_error}")
+            except (CTError, OSError, sqlite3.Error) as exc:
+                self.log(f"notifications: {type(exc).__name__}: {exc}")
+
+        self._notifier = threading.Thread(target=notify_pass, name="ctn-notify", daemon=True)
+        self._notifier.start()
 
     def _start_scheduler(self) -> None:
         from apscheduler.events import EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
@@ -646,6 +693,8 @@ class Daemon:
             self.log(f"job {job.id}: retry {job.attempt + 1} of run {job.run_id} queued")
 
     def _shutdown(self) -> None:
+        if self._notifier is not None:
+            self._notifier.join(timeout=30)
         if self._scheduler is not None:
             with contextlib.suppress(Exception):
                 self._scheduler.shutdown(wait=False)

@@ -267,6 +267,17 @@ class Store:
                                 (*args, int(limit))).fetchall()
         return [TriggerDecision.from_dict(json.loads(r[0])) for r in rows]
 
+    def started_after(self, decision_id: int, *, limit: int = 500) -> list[tuple[int, TriggerDecision]]:
+        """Decisions that started a run, recorded after ``decision_id``, oldest first, with their ids."""
+        with self._tx() as conn:
+            rows = conn.execute("SELECT id, record FROM decisions WHERE id > ? AND action = 'started' ORDER BY id "
+                                "LIMIT ?", (int(decision_id), int(limit))).fetchall()
+        return [(int(r[0]), TriggerDecision.from_dict(json.loads(r[1]))) for r in rows]
+
+    def last_decision_id(self) -> int:
+        with self._tx() as conn:
+            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()[0])
+
     def decision_counts(self) -> dict[str, int]:
         """Decisions by action, and fired decisions stopped by each guard."""
         with self._tx() as conn:
