@@ -492,6 +492,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_trigger(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from . import daemon
+    from .inputs import check_text
+
+    reason = check_text(args.reason, "--reason") if args.reason is not None else ""
+    if args.key is not None and not (1 <= len(args.key) <= 200 and args.key.isprintable() and " " not in args.key):
+        raise InputError("--key must be 1-200 visible characters", field="--key")
+    project = _project(args)
+    store = daemon.store_for(project)
+    engine = daemon.Engine(project, store)
+    decision = engine.on_event(args.rule, datetime.now(UTC), reason=reason, key=args.key, actor=args.actor)
+    if args.json:
+        _emit_json(decision.to_dict())
+        return EXIT_OK
+    _print_decisions([decision])
+    if decision.action != "started":
+        return EXIT_OK
+    info = daemon.daemon_info(project)
+    if info is not None:
+        print(f"daemon pid {info.get('pid')} executes the run (see `ctn daemon status`)")
+        return EXIT_OK
+    if args.run:
+        return _run_queued(project, store, engine)
+    print("the run is queued: run it now with `ctn check --run`, or start the daemon: ctn daemon start")
+    return EXIT_OK
+
+
 def _print_decisions(decisions: list[Any]) -> None:
     for d in decisions:
         run = f" -> run {d.run_id}" if d.run_id else ""
@@ -622,6 +651,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", default=None, help="only this rule's decisions")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("trigger", parents=[common, listing],
+                       help="signal an event rule (new data upstream, labels arrived, retrain): queue its run")
+    p.add_argument("rule", help="name of a rule of kind: event in ct.yaml")
+    p.add_argument("--reason", default=None, help="why (recorded with the decision and the run)")
+    p.add_argument("--key", default=None, help="idempotency key: the same key sent again starts nothing more")
+    p.add_argument("--actor", default="cli", help="who signals (recorded with the decision)")
+    p.add_argument("--run", action="store_true", help="without a daemon, execute the queued run here")
+    p.set_defaults(func=cmd_trigger)
 
     p = sub.add_parser("notifications", parents=[common, listing],
                        help="messages sent about failures, recoveries, champion moves; send the due ones")

@@ -9,6 +9,7 @@ live workers and reaps dead ones (their runs become ``failed``; retried when con
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,20 +30,21 @@ from filelock import FileLock, Timeout
 
 from .archive import atomic_write_json, new_run_id
 from .decisions import STORE_FILE, Job, Store
-from .errors import CTError, DaemonError, DaemonRunning, RunInProgress, RunNotFound
+from .errors import CTError, DaemonError, DaemonRunning, InputError, RunInProgress, RunNotFound
 from .liveness import pid_alive as _pid_alive
 from .liveness import process_start_time as process_started
 from .models import RunRecord, RunStatus, StageError, TriggerDecision, utcnow
 from .params import declared_parameters
 from .project import Project
 from .training import CHANGED_SINCE
-from .trigger_config import DriftRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
+from .trigger_config import DriftRule, EventRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
 from .triggers import (
     GuardState,
     Rejection,
     apply_guards,
     evaluate_catch_up,
     evaluate_drift,
+    evaluate_event,
     evaluate_new_data,
     evaluate_performance,
     evaluate_tick,
@@ -207,6 +209,27 @@ class Engine:
                 if not self.dry_run:
                     self.store.set_last_tick(name, missed[-1])
         return out
+
+    # events from outside
+    def on_event(self, name: str, now: datetime, *, reason: str = "", key: str | None = None,
+                 actor: str = "cli") -> TriggerDecision:
+        """A system around CT signalled the event rule ``name``: record the decision, queue its run (guarded).
+
+        The same ``key`` sent again starts nothing more (``duplicate``, naming the run the first one started).
+        """
+        rule = self.triggers.rules.get(name)
+        if not isinstance(rule, EventRule):
+            known = sorted(n for n, r in self.triggers.rules.items() if isinstance(r, EventRule))
+            raise InputError(f"no event rule {name!r} in ct.yaml triggers.rules (event rules: "
+                             f"{', '.join(known) or 'none; add one with kind: event'})", field="rule")
+        decision = evaluate_event(name, rule, reason=reason, key=key, actor=actor, now=now)
+        held = self.store.claim(decision.dedupe_key) if decision.dedupe_key and not self.dry_run else None
+        if held is not None:  # a replay answers as the first signal did, whatever the guards say now
+            return self.store.record(dataclasses.replace(
+                decision, action="duplicate", blocked_by="duplicate",
+                reason=f"{decision.reason}; not started: {decision.dedupe_key} already handled (run {held[0]}, "
+                       f"{held[1]})"))
+        return self.act(decision, now)
 
     # new data
     def evaluate_new_data(self, now: datetime) -> list[TriggerDecision]:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
 RULE_NAME = r"^[a-z][a-z0-9_-]{0,39}$"
-RULE_KINDS = ("schedule", "new_data", "performance", "drift")
+RULE_KINDS = ("schedule", "new_data", "performance", "drift", "event")
 
 
 class _Strict(BaseModel):
@@ -133,7 +133,16 @@ class DriftRule(_Rule):
         return self
 
 
-Rule = Annotated[ScheduleRule | NewDataRule | PerformanceRule | DriftRule, Field(discriminator="kind")]
+class EventRule(_Rule):
+    """Start the pipeline when a system around CT signals it: ``ctn trigger NAME`` or ``POST /triggers/NAME``."""
+
+    kind: Literal["event"]
+    signal: Literal["new_data", "labels", "retrain"] = Field(
+        "retrain", description="what the signal means, recorded with each decision: new data landed upstream, "
+                               "labels arrived, or retrain now")
+
+
+Rule = Annotated[ScheduleRule | NewDataRule | PerformanceRule | DriftRule | EventRule, Field(discriminator="kind")]
 
 
 class WatchConfig(_Strict):

@@ -17,6 +17,7 @@ from .config import METRIC_DIRECTIONS
 from .models import TriggerDecision
 from .trigger_config import (
     DriftRule,
+    EventRule,
     GuardsConfig,
     NewDataRule,
     PerformanceRule,
@@ -111,6 +112,19 @@ def evaluate_new_data(name: str, rule: NewDataRule, *, new_rows: int, digests: S
     op = ">=" if fired else "<"
     reason = f"{new_rows} new row(s) in {len(digests)} file(s) since {since or 'the beginning'} {op} {rule.min_rows}"
     return _decision(name, "new_data", rule.pipeline, fired, reason, now, values, f"new_data:{name}:{joined}")
+
+
+# -- event --------------------------------------------------------------------------------------------
+def evaluate_event(name: str, rule: EventRule, *, reason: str, key: str | None, actor: str,
+                   now: datetime) -> TriggerDecision:
+    """A signal from outside: fires unless the rule is disabled; ``key`` makes a repeated signal count once."""
+    values = {"signal": rule.signal, "actor": actor, "idempotency_key": key}
+    dedupe = f"event:{name}:{key}" if key else None
+    if not rule.enabled:
+        return _decision(name, "event", rule.pipeline, False, f"rule {name} is disabled (enabled: false)", now,
+                         values, dedupe)
+    why = f"{rule.signal} signalled by {actor}" + (f": {reason}" if reason else "")
+    return _decision(name, "event", rule.pipeline, True, why, now, values, dedupe)
 
 
 # -- performance -------------------------------------------------------------------------------------

@@ -409,3 +409,26 @@ def test_triggers_say_when_a_started_run_was_blocked_and_why(tmp_path: Path,
 
     decision = json.loads(capsys.readouterr().out)["decisions"][0]
     assert decision["run"]["status"] == "blocked" and "outside the allowed range" in decision["run"]["why"]
+
+
+def test_ctn_trigger_signals_an_event_rule_runs_it_and_counts_a_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from daemon_helpers import make_daemon_project
+
+    project = make_daemon_project(tmp_path / "p", rules={"labels": {"kind": "event", "signal": "labels"}})
+    root = str(project.root)
+    code = cli.main(["trigger", "labels", "--reason", "labels for November landed", "--key", "nov", "--run",
+                     "--actor", "etl", "--project", root])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "fired  started    labels signalled by etl: labels for November landed -> run" in out
+    runs = Archive(project.runs_dir, project.index_path).list(pipeline="train")
+    assert len(runs) == 1 and runs[0].status == RunStatus.SUCCEEDED and runs[0].trigger == "event"
+    assert cli.main(["trigger", "labels", "--key", "nov", "--project", root]) == 0
+    assert f"already handled (run {runs[0].run_id}" in capsys.readouterr().out
+    assert len(Archive(project.runs_dir, project.index_path).list(pipeline="train")) == 1
+    assert cli.main(["trigger", "nightly", "--project", root]) != 0
+    assert "no event rule 'nightly'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"triggers\.rules\.x\.signal"):
+        parse_config(small_config(triggers={"rules": {"x": {"kind": "event", "signal": "whenever"}}}))

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..project import Project
 
 ALL = "(all)"
-KNOWN_TRIGGERS = ("manual", "schedule", "new_data", "drift", "performance")
+KNOWN_TRIGGERS = ("manual", "schedule", "new_data", "drift", "performance", "event")
 HEADERS = ("run id", "pipeline", "status", "outcome", "trigger", "stages", "secs", "reason")
 
 

@@ -291,6 +291,18 @@ class TriggersHandler(BaseHandler):
         self.reply(await self.call(self.services.triggers))
 
 
+class TriggerEventHandler(BaseHandler):
+    auth_resource = "ct_notebooks:triggers"
+
+    @tornado.web.authenticated
+    @authorized("execute")
+    async def post(self, rule: str) -> None:
+        key = self.request.headers.get("Idempotency-Key")
+        status, data = await self.call(self.services.signal_event, rule, self.body(), idempotency_key=key,
+                                       actor=self.actor())
+        self.reply(data, status)
+
+
 class DaemonHandler(BaseHandler):
     auth_resource = "ct_notebooks:daemon"
 
@@ -325,6 +337,7 @@ ROUTES: list[tuple[str, str, type[tornado.web.RequestHandler]]] = [
     ("/models/rollback", r"/models/rollback", RollbackHandler),
     ("/drift", r"/drift", DriftHandler),
     ("/triggers", r"/triggers", TriggersHandler),
+    ("/triggers/{rule}", r"/triggers/(?P<rule>[^/]+)", TriggerEventHandler),
     ("/daemon", r"/daemon", DaemonHandler),
     ("/daemon/{action}", r"/daemon/(?P<action>start|stop)", DaemonActionHandler),
 ]

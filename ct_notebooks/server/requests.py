@@ -72,3 +72,9 @@ class Rollback(_Body):
     to_version: Version | None = None
     reason: Reason = ""
     force: bool = Field(False, description="roll back even to a version never champion nor blessed (audited as forced)")
+
+
+class SignalEvent(_Body):
+    """``POST /triggers/{rule}``: a system around CT signals an event rule."""
+
+    reason: Reason = ""

@@ -24,8 +24,9 @@ from ..models import RunRecord, RunStatus, utcnow
 from ..params import overrides_from_mapping, overrides_to_mapping
 from ..project import Project
 from ..run_results import describe_runs
+from ..trigger_config import RULE_NAME
 from .files import content_type, has_no_links, read_without_links, served_reports, split_path
-from .requests import Promote, Rollback, StartRun
+from .requests import Promote, Rollback, SignalEvent, StartRun
 from .scrub import Scrubber
 
 #: where the server keeps its own state inside the project's ``.ct/`` folder
@@ -541,6 +542,33 @@ class Services:
         except PromotionRefused as exc:
             raise exc.with_override(FORCE_HINT) from None
         return dict(self._scrub_value(move.to_dict()))
+
+    def signal_event(self, rule: str, body: Any, *, idempotency_key: str | None, actor: str
+                     ) -> tuple[int, dict[str, Any]]:
+        """Record an event rule's decision and queue its run (guards apply); ``(status, body)``.
+
+        202 when a run was queued, 200 otherwise (suppressed by a guard, or the key was handled before:
+        ``replayed`` with the run the first request started).
+        """
+        request = SignalEvent.parse(body)
+        if idempotency_key is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", idempotency_key):
+            raise bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+        if not re.fullmatch(RULE_NAME, rule):
+            raise bad_request(f"not a rule name (expected {RULE_NAME})")
+        from .. import daemon
+
+        project = self.project()
+        store = daemon.store_for(project)
+        who = _CONTROL.sub("", actor)[:100]
+        decision = daemon.Engine(project, store).on_event(rule, daemon._now(), reason=request.reason,
+                                                          key=idempotency_key, actor=who)
+        data: dict[str, Any] = {"decision": _jsonable(decision.to_dict()), "run_id": decision.run_id,
+                                "action": decision.action, "replayed": decision.action == "duplicate",
+                                "daemon_running": daemon.daemon_info(project) is not None}
+        if decision.action == "duplicate" and decision.dedupe_key:
+            held = store.claim(decision.dedupe_key)
+            data["run_id"] = held[0] if held else None
+        return (202 if decision.action == "started" else 200), data
 
     def rollback(self, body: Any, *, actor: str) -> dict[str, Any]:
         request = Rollback.parse(body)

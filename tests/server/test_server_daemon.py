@@ -86,3 +86,32 @@ async def test_daemon_start_status_stop(jp_fetch: Any, idle_project: Project) ->
     assert not _alive(pid)
     assert daemon_info(idle_project) is None
     assert not list(idle_project.runs_dir.glob("*/*/run.json")), "the idle daemon started a run"
+
+
+async def test_an_upstream_system_signals_an_event_rule_once_per_key(jp_fetch: Any, idle_project: Project) -> None:
+    import yaml
+
+    from ct_notebooks.daemon import store_for
+
+    path = idle_project.root / "ct.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["triggers"]["rules"] = {"upstream": {"kind": "event", "signal": "new_data"},
+                                   "hourly": {"kind": "schedule", "cron": "0 * * * *"}}
+    path.write_text(yaml.safe_dump(config))
+    key = {"Idempotency-Key": "etl-2026-12-01"}
+    code, first, _ = await call(jp_fetch, "triggers/upstream", "POST", {"reason": "orders table loaded"}, headers=key)
+    assert code == 202, first
+    assert first["action"] == "started" and first["daemon_running"] is False and not first["replayed"]
+    assert first["decision"]["kind"] == "event" and first["decision"]["values"]["signal"] == "new_data"
+    assert "orders table loaded" in first["decision"]["reason"]
+    code, again, _ = await call(jp_fetch, "triggers/upstream", "POST", {"reason": "retry"}, headers=key)
+    assert (code, again["action"], again["replayed"], again["run_id"]) == (200, "duplicate", True, first["run_id"])
+    queued = [j for j in store_for(idle_project).jobs(states=("queued",))]
+    assert [(j.run_id, j.pipeline) for j in queued] == [(first["run_id"], "train")]
+    # the same guards as every rule: a run of the pipeline is already queued
+    code, held, _ = await call(jp_fetch, "triggers/upstream", "POST", {}, headers={"Idempotency-Key": "other"})
+    assert (code, held["action"], held["decision"]["blocked_by"]) == (200, "suppressed", "running")
+    code, error, _ = await call(jp_fetch, "triggers/hourly", "POST", {})
+    assert code == 400 and "no event rule 'hourly'" in error["message"] and "upstream" in error["message"]
+    code, error, _ = await call(jp_fetch, "triggers/upstream", "POST", {"reason": "x", "pipeline": "monitor"})
+    assert code == 400 and "pipeline" in error["message"]

@@ -214,11 +214,12 @@ def _constraints(schema: dict[str, Any]) -> dict[str, Any]:
 
 def test_openapi_request_bodies_match_the_request_models() -> None:
     from ct_notebooks.inputs import MAX_FILE_PATH_CHARS
-    from ct_notebooks.server.requests import Promote, Rollback, StartRun
+    from ct_notebooks.server.requests import Promote, Rollback, SignalEvent, StartRun
 
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "ct_notebooks" / "server" / "openapi.yaml")
                           .read_text(encoding="utf-8"))
-    for path, model in (("/runs", StartRun), ("/models/promote", Promote), ("/models/rollback", Rollback)):
+    for path, model in (("/runs", StartRun), ("/models/promote", Promote), ("/models/rollback", Rollback),
+                        ("/triggers/{rule}", SignalEvent)):
         documented = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         schema = model.model_json_schema()
         assert documented["additionalProperties"] is False and schema["additionalProperties"] is False
