@@ -173,7 +173,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     records = archive.list(pipeline=args.pipeline, status=args.status, trigger=args.trigger, limit=args.limit)
     _print_notices(archive)
     if args.totals:
-        return _print_totals(records, as_json=args.json)
+        return _print_totals(project, records, as_json=args.json)
     if args.json:
         _emit_json([r.to_dict() for r in records])
         return EXIT_OK
@@ -188,26 +188,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_totals(records: list[RunRecord], *, as_json: bool) -> int:
-    """Wall and kernel CPU seconds of the listed runs, per pipeline and stage."""
-    totals: dict[str, dict[str, Any]] = {}
-    for r in records:
-        entry = totals.setdefault(r.pipeline, {"runs": 0, "wall_s": 0.0, "cpu_s": 0.0, "stages": {}})
-        entry["runs"] += 1
-        entry["wall_s"] += r.duration_s or 0.0
-        for s in r.stages:
-            stage = entry["stages"].setdefault(s.name, {"wall_s": 0.0, "cpu_s": 0.0})
-            stage["wall_s"] += s.duration_s or 0.0
-            stage["cpu_s"] += s.cpu_s or 0.0
-            entry["cpu_s"] += s.cpu_s or 0.0
+def _print_totals(project: Project, records: list[RunRecord], *, as_json: bool) -> int:
+    """Runs, wall and kernel CPU seconds, archive bytes and cost of the listed runs, per pipeline and trigger."""
+    from .costs import totals
+
+    cost = project.config.cost
+    found = totals(records, project.archive(), cost.cpu_hour_price)
     if as_json:
-        _emit_json(totals)
+        _emit_json({**found, "currency": cost.currency, "cpu_hour_price": cost.cpu_hour_price})
         return EXIT_OK
-    print(f"{'pipeline':12} {'stage':12} {'runs':>5} {'wall s':>9} {'cpu s':>9}")
-    for pipeline, entry in totals.items():
-        print(f"{pipeline:12} {'(all)':12} {entry['runs']:>5} {entry['wall_s']:>9.1f} {entry['cpu_s']:>9.1f}")
+
+    def money(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    print(f"{'pipeline':12} {'stage':12} {'runs':>5} {'wall s':>9} {'cpu s':>9} {'archive MB':>10} "
+          f"{'cost ' + cost.currency:>12}")
+    for pipeline, entry in found["pipelines"].items():
+        print(f"{pipeline:12} {'(all)':12} {entry['runs']:>5} {entry['wall_s']:>9.1f} {entry['cpu_s']:>9.1f} "
+              f"{entry['archive_bytes'] / 1e6:>10.2f} {money(entry['cost']):>12}")
         for name, stage in entry["stages"].items():
             print(f"{'':12} {name:12} {'':>5} {stage['wall_s']:>9.1f} {stage['cpu_s']:>9.1f}")
+    print(f"\n{'trigger':25} {'runs':>5} {'wall s':>9} {'cpu s':>9} {'archive MB':>10} {'cost ' + cost.currency:>12}")
+    for trigger, entry in found["triggers"].items():
+        print(f"{trigger:25} {entry['runs']:>5} {entry['wall_s']:>9.1f} {entry['cpu_s']:>9.1f} "
+              f"{entry['archive_bytes'] / 1e6:>10.2f} {money(entry['cost']):>12}")
+    if cost.cpu_hour_price is None:
+        print("\nno price set: cost.cpu_hour_price in ct.yaml prices kernel CPU hours")
     return EXIT_OK
 
 
@@ -613,7 +619,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--trigger")
     p.add_argument("--limit", type=int, default=20)
-    p.add_argument("--totals", action="store_true", help="total wall and CPU seconds per pipeline and stage")
+    p.add_argument("--totals", action="store_true",
+                   help="runs, wall and CPU seconds, archive MB and cost per pipeline, stage and trigger")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("show", parents=[common, listing], help="show one run")

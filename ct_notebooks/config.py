@@ -288,6 +288,13 @@ def _default_pipelines() -> dict[str, PipelineConfig]:
     }
 
 
+class CostConfig(_Strict):
+    """What compute costs, to total runs (``ctn runs --totals``) and cap retrains (``max_cost_per_day``)."""
+
+    cpu_hour_price: float | None = Field(None, ge=0, description="price of one hour of kernel CPU time")
+    currency: str = Field("USD", min_length=1, max_length=8)
+
+
 class ProjectConfig(_Strict):
     """The whole ``ct.yaml``."""
 
@@ -301,6 +308,7 @@ class ProjectConfig(_Strict):
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -342,6 +350,9 @@ def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
     else:
         metrics = list(dict.fromkeys([config.model.primary_metric, *config.model.secondary_metrics]))
         problems = config.triggers.check_pipelines(set(config.pipelines)) + config.triggers.check_rules(metrics)
+        if config.triggers.guards.max_cost_per_day is not None and config.cost.cpu_hour_price is None:
+            problems.append(("triggers.guards.max_cost_per_day",
+                             "a cost budget needs a price: set cost.cpu_hour_price"))
         if not problems:
             return config
     first_key = problems[0][0]

@@ -29,6 +29,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .archive import atomic_write_json, new_run_id
+from .costs import cost_last_24h
 from .decisions import STORE_FILE, Job, Store
 from .errors import CTError, DaemonError, DaemonRunning, InputError, RunInProgress, RunNotFound
 from .liveness import pid_alive as _pid_alive
@@ -129,8 +130,11 @@ class Engine:
         latest = self._latest_run(pipeline)
         starts = [parse_iso(t) for t in (queued_at, latest.created_at if latest else None) if t]
         rejection = self.rejection(decision) if decision is not None and not active else None
+        rate = self.project.config.cost.cpu_hour_price
+        spent = cost_last_24h(self.archive, pipeline, now, rate) \
+            if rate is not None and self.triggers.guards.max_cost_per_day is not None else None
         return GuardState(now=now, last_start=max(starts) if starts else None, started_last_24h=count, active=active,
-                          rejection=rejection)
+                          rejection=rejection, cost_last_24h=spent)
 
     def rejection(self, decision: TriggerDecision, *, scan: int = 500) -> Rejection | None:
         """The latest retrain of the decision's pipeline started by a drift or performance rule, when the model

@@ -52,6 +52,9 @@ class GuardsConfig(_Strict):
     cooldown_s: float = Field(0, ge=0, description="minimum seconds between two runs a rule starts for a pipeline")
     max_per_day: int | None = Field(None, ge=0, description="at most this many rule-started runs per pipeline "
                                                           "in any 24 hours (a compute budget)")
+    max_cost_per_day: float | None = Field(None, gt=0, description=(
+        "rules start no run of a pipeline whose runs of the last 24 hours cost this much or more (kernel CPU "
+        "time at cost.cpu_hour_price, in cost.currency)"))
     override: Literal["auto", "pause", "force"] = Field(
         "auto", description="manual override: pause = rules are evaluated and recorded but start nothing; "
                             "force = fired rules start runs regardless of cooldown, budget and after_rejection")

@@ -252,6 +252,7 @@ class GuardState:
     started_last_24h: int = 0  # runs started by rules in the last 24 hours (queued ones included)
     active: str | None = None  # a queued or running run of the pipeline
     rejection: Rejection | None = None  # the latest change-triggered retrain, rejected, champion unchanged since
+    cost_last_24h: float | None = None  # what the pipeline's runs of the last 24 hours cost (None: not priced)
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,10 @@ def apply_guards(decision: TriggerDecision, guards: GuardsConfig, state: GuardSt
         if guards.max_per_day is not None and state.started_last_24h >= guards.max_per_day:
             return suppressed("budget", f"daily budget: {state.started_last_24h} run(s) in 24 h >= max_per_day "
                                         f"{guards.max_per_day}")
+        if guards.max_cost_per_day is not None and state.cost_last_24h is not None \
+                and state.cost_last_24h >= guards.max_cost_per_day:
+            return suppressed("budget", f"daily cost budget: runs of the last 24 h cost {state.cost_last_24h:.4g} >= "
+                                        f"max_cost_per_day {guards.max_cost_per_day:g}")
         quiet = _after_rejection(decision, guards, state.rejection) if state.rejection else None
         if quiet:
             return suppressed("rejected", quiet)

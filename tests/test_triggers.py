@@ -220,6 +220,8 @@ def _fired() -> Any:
     ({"cooldown_s": 3600}, {"last_start": NOW - timedelta(hours=2)}, "started", None),
     ({"max_per_day": 2}, {"started_last_24h": 2}, "suppressed", "budget"),
     ({"max_per_day": 2}, {"started_last_24h": 1}, "started", None),
+    ({"max_cost_per_day": 1.0}, {"cost_last_24h": 1.5}, "suppressed", "budget"),
+    ({"max_cost_per_day": 1.0}, {"cost_last_24h": 0.5}, "started", None),
     ({"override": "pause"}, {}, "suppressed", "paused"),
     ({"override": "force", "cooldown_s": 3600, "max_per_day": 0}, {"last_start": NOW}, "started", None),
     ({}, {"active": "20260301T115900Z-abcdef"}, "suppressed", "running"),
@@ -432,3 +434,44 @@ def test_ctn_trigger_signals_an_event_rule_runs_it_and_counts_a_key_once(
     assert "no event rule 'nightly'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match=r"triggers\.rules\.x\.signal"):
         parse_config(small_config(triggers={"rules": {"x": {"kind": "event", "signal": "whenever"}}}))
+
+
+def test_run_totals_price_cpu_time_and_a_cost_budget_holds_rules_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import yaml
+    from daemon_helpers import make_daemon_project
+
+    from ct_notebooks.costs import cpu_seconds, folder_bytes
+    from ct_notebooks.runner import Runner
+
+    project = make_daemon_project(tmp_path / "p", rules={"labels": {"kind": "event"}}, train_seconds=0.3)
+    with Runner(project) as runner:
+        first = runner.run("train", trigger="manual")
+        second = runner.run("train", trigger="drift")
+    path = project.root / "ct.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["cost"] = {"cpu_hour_price": 3600.0, "currency": "EUR"}  # one unit per CPU second: easy to check
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["runs", "--totals", "--json", "--project", str(project.root)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    spent = cpu_seconds(first) + cpu_seconds(second)
+    train = found["pipelines"]["train"]
+    assert train["runs"] == 2 and spent > 0 and train["cpu_s"] == pytest.approx(spent)
+    assert train["cost"] == pytest.approx(spent) and found["currency"] == "EUR"
+    archive = project.archive()
+    assert train["archive_bytes"] == sum(folder_bytes(archive.run_dir("train", r.run_id)) for r in (first, second))
+    assert found["triggers"]["drift"]["runs"] == 1 and found["triggers"]["drift"]["cost"] == pytest.approx(
+        cpu_seconds(second))
+
+    config["triggers"]["guards"] = {"max_cost_per_day": spent / 2}  # the two runs spent twice the budget
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["trigger", "labels", "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    assert "suppressed" in out and "daily cost budget" in out, out
+    del config["cost"]
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"triggers\.guards\.max_cost_per_day: a cost budget needs a price"):
+        Project.load(project.root, search_parents=False)

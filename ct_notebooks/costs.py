@@ -1,0 +1,73 @@
+"""What runs cost: kernel CPU seconds, wall seconds, archive bytes, and money at ``cost.cpu_hour_price``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .archive import Archive
+from .models import RunRecord
+
+#: runs read to total a pipeline's last 24 hours (newest first)
+BUDGET_SCAN = 1000
+
+
+def cpu_seconds(record: RunRecord) -> float:
+    """Kernel CPU seconds of every stage of the run."""
+    return float(sum(stage.cpu_s or 0.0 for stage in record.stages))
+
+
+def price(cpu_s: float, cpu_hour_price: float | None) -> float | None:
+    return None if cpu_hour_price is None else cpu_s / 3600.0 * cpu_hour_price
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when it is gone)."""
+    total = 0
+    for base, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def cost_last_24h(archive: Archive, pipeline: str, now: datetime, cpu_hour_price: float) -> float:
+    """What the pipeline's runs created in the 24 hours before ``now`` cost."""
+    since = now - timedelta(hours=24)
+    total = 0.0
+    for record in archive.list(pipeline=pipeline, limit=BUDGET_SCAN):
+        created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00"))
+        if created < since:
+            break
+        total += cpu_seconds(record)
+    return total / 3600.0 * cpu_hour_price
+
+
+def totals(records: Iterable[RunRecord], archive: Archive, cpu_hour_price: float | None) -> dict[str, Any]:
+    """Runs, CPU and wall seconds, archive bytes and cost, per pipeline (with its stages) and per trigger."""
+
+    def empty() -> dict[str, Any]:
+        return {"runs": 0, "wall_s": 0.0, "cpu_s": 0.0, "archive_bytes": 0, "cost": None}
+
+    by_pipeline: dict[str, dict[str, Any]] = {}
+    by_trigger: dict[str, dict[str, Any]] = {}
+    for record in records:
+        size = folder_bytes(archive.run_dir(record.pipeline, record.run_id))
+        pipeline = by_pipeline.setdefault(record.pipeline, {**empty(), "stages": {}})
+        for entry in (pipeline, by_trigger.setdefault(record.trigger, empty())):
+            entry["runs"] += 1
+            entry["wall_s"] += record.duration_s or 0.0
+            entry["cpu_s"] += cpu_seconds(record)
+            entry["archive_bytes"] += size
+        for stage in record.stages:
+            into = pipeline["stages"].setdefault(stage.name, {"wall_s": 0.0, "cpu_s": 0.0})
+            into["wall_s"] += stage.duration_s or 0.0
+            into["cpu_s"] += stage.cpu_s or 0.0
+    for entry in [*by_pipeline.values(), *by_trigger.values()]:
+        entry["cost"] = price(entry["cpu_s"], cpu_hour_price)
+    return {"pipelines": by_pipeline, "triggers": by_trigger}
