@@ -498,6 +498,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .retention import collect
+
+    project = _project(args)
+    done = collect(project, dry_run=args.dry_run)
+    if args.json:
+        _emit_json(done.to_dict())
+        return EXIT_OK
+    verb = "would free" if done.dry_run else "freed"
+    for pruned in done.pruned:
+        print(f"{pruned.run_id:24} {pruned.pipeline:9} {pruned.bytes / 1e6:8.2f} MB  {len(pruned.files)} file(s): "
+              + ", ".join(pruned.files[:4]) + (" ..." if len(pruned.files) > 4 else ""))
+    print(f"{verb} {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s); {len(done.kept)} run(s) kept whole"
+          + (" (run without --dry-run to free it)" if done.dry_run and done.pruned else ""))
+    return EXIT_OK
+
+
 def cmd_trigger(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -658,6 +675,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", default=None, help="only this rule's decisions")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("gc", parents=[common, listing],
+                       help="drop heavy files of old runs per the retention policy (audit records stay whole)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be freed, remove nothing")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("trigger", parents=[common, listing],
                        help="signal an event rule (new data upstream, labels arrived, retrain): queue its run")

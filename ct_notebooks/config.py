@@ -288,6 +288,18 @@ def _default_pipelines() -> dict[str, PipelineConfig]:
     }
 
 
+class RetentionConfig(_Strict):
+    """What ``ctn gc`` keeps: runs that made a registry version or moved an alias always stay whole."""
+
+    keep_last: int = Field(20, ge=0, description="newest runs of each pipeline kept in full")
+    keep_days: float = Field(30, ge=0, description="runs younger than this are kept in full")
+    prune: list[str] = Field(
+        default_factory=lambda: ["*.html", "reports/*", "data/*", "models/*"], description=(
+            "files (glob, relative to the run folder) removed from older runs; run.json, executed notebooks "
+            "and stage outputs are always kept"))
+    auto: bool = Field(False, description="the daemon collects once an hour")
+
+
 class CostConfig(_Strict):
     """What compute costs, to total runs (``ctn runs --totals``) and cap retrains (``max_cost_per_day``)."""
 
@@ -309,6 +321,7 @@ class ProjectConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("pipelines")
     @classmethod

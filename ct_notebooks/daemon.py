@@ -65,6 +65,8 @@ MAX_RETRY_PAUSE_S = 10.0
 BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
 #: seconds between two notification passes of the daemon
 NOTIFY_EVERY_S = 5.0
+#: seconds between two collections of the archive (retention.auto)
+GC_EVERY_S = 3600.0
 HOST = platform.node()
 
 
@@ -376,6 +378,7 @@ class Daemon:
         self._spares: list[subprocess.Popen[bytes]] = []  # ready workers, one per concurrent slot
         self._notifier: threading.Thread | None = None
         self._notified_at = float("-inf")
+        self._collected_at = time.monotonic()
         self.started_at = utcnow()
 
     def stop(self) -> None:
@@ -455,6 +458,22 @@ class Daemon:
         self._evaluate_finished()
         self._dispatch()
         self._notify()
+        self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        """With retention.auto, apply the retention policy once an hour (first an hour after start)."""
+        if not self.project.config.retention.auto or time.monotonic() - self._collected_at < GC_EVERY_S:
+            return
+        self._collected_at = time.monotonic()
+        from .retention import collect
+
+        try:
+            done = collect(self.project)
+        except (CTError, OSError, sqlite3.Error) as exc:
+            self.log(f"gc: {type(exc).__name__}: {exc}")
+            return
+        if done.pruned:
+            self.log(f"gc: freed {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s)")
 
     # notifications
     def _note_unclean_stop(self) -> None:
