@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from .errors import ArchiveError
 from .models import TriggerDecision
+from .sqlite_tx import immediate
 from .triggers import iso, parse_iso
 
 STORE_FILE = "daemon.sqlite"
@@ -113,20 +113,14 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            if self._version(conn) != STORE_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._upgrade(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+            current = self._version(conn)  # read without the write lock: the usual case needs nothing more
         except sqlite3.DatabaseError as exc:
             raise ArchiveError(f"daemon store {self.path} cannot be used: {exc}") from exc
         finally:
             conn.close()
+        if current != STORE_VERSION:
+            with self._tx() as locked:
+                self._upgrade(locked)
 
     @staticmethod
     def _version(conn: sqlite3.Connection) -> int:
@@ -158,24 +152,8 @@ class Store:
         with self._tx() as conn:
             return self._version(conn)
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise ArchiveError(f"daemon store {self.path} cannot be used: {exc}") from exc
-        finally:
-            conn.close()
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self.path, "daemon store")
 
     # -- decisions -----------------------------------------------------------------------------
     @staticmethod

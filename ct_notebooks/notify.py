@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -36,6 +36,7 @@ from .errors import ArchiveError, CTError
 from .models import RunRecord, RunStatus
 from .notify_config import EmailChannel, NotificationsConfig, WebhookChannel
 from .project import Project
+from .sqlite_tx import immediate
 
 OUTBOX_FILE = "notifications.sqlite"
 OUTBOX_VERSION = 1
@@ -130,23 +131,8 @@ class Outbox:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {OUTBOX_VERSION}")
 
-    @contextlib.contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            raise ArchiveError(f"notification outbox {self.path} cannot be used: {exc}") from exc
-        finally:
-            conn.close()
+    def tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self.path, "notification outbox")
 
     @staticmethod
     def queue(conn: sqlite3.Connection, event: Event, channels: list[str], now: datetime) -> bool:
