@@ -89,6 +89,8 @@ export class CTPanel extends Widget {
     schedule: section('schedule', 'Schedule')
   };
   private project: IProject | null = null;
+  /** the pipelines the run form was built for: a refresh rebuilds it only when they changed */
+  private formPipelines: string | null = null;
   private runs: IRunSummary[] = [];
   private pageSize = RUN_PAGE;
   private runLimit = RUN_PAGE;
@@ -242,7 +244,12 @@ export class CTPanel extends Widget {
       this.pipelineFilter.append(el('option', { value: p.name }, p.name));
     }
     this.pipelineFilter.value = pipelines.some(p => p.name === chosen) ? chosen : '';
-    this.renderRunForm();
+    const shape = JSON.stringify(pipelines);
+    if (shape !== this.formPipelines) {
+      // rebuilding clears what someone is typing: only when the pipelines or their parameters changed
+      this.formPipelines = shape;
+      this.renderRunForm();
+    }
   }
 
   // -- Runs -----------------------------------------------------------------------------------
