@@ -54,6 +54,7 @@ from ct_notebooks import daemon as ctd  # noqa: E402
 from ct_notebooks import datasets, evaluation, modeling  # noqa: E402
 from ct_notebooks.config import ProjectConfig  # noqa: E402
 from ct_notebooks.models import RunRecord, RunStatus, TriggerDecision  # noqa: E402
+from ct_notebooks.numbers import finite_or_none  # noqa: E402
 from ct_notebooks.project import Project  # noqa: E402
 from ct_notebooks.runner import Runner  # noqa: E402
 from ct_notebooks.scaffold import init_project  # noqa: E402
@@ -330,7 +331,7 @@ class Scorer:
         y = modeling.binary_target(truth, modeling.positive_class(model)) if config.model.task == "classification" \
             else truth.to_numpy(dtype=float)
         primary = config.model.primary_metric
-        return evaluation.json_number(evaluation.compute_metrics([primary], y, scores)[primary])
+        return finite_or_none(evaluation.compute_metrics([primary], y, scores)[primary])
 
 
 def _describe_train(record: RunRecord) -> tuple[str, bool]:

@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import ArchiveError, InvalidRunId, NoSpace, RunNotFound, SchemaVersionError
 from .liveness import RUNNER_DIED, Liveness, judge
-from .models import RUN_SCHEMA_VERSION, RunRecord, RunStatus, StageError, utcnow
+from .models import RUN_SCHEMA_VERSION, RunRecord, RunStatus, StageError
+from .timestamps import iso, now_iso
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 PIPELINE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -161,8 +162,8 @@ def _created_at(run_id: str) -> str:
     try:
         stamp = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
-        return utcnow()
-    return stamp.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return now_iso()
+    return iso(stamp)
 
 
 def damaged_record(folder: Path, reason: str) -> RunRecord:
@@ -194,11 +195,11 @@ def ended_as_dead(record: RunRecord) -> RunRecord:
         if stage.status == RunStatus.RUNNING:
             stage.status = RunStatus.FAILED
             stage.error = StageError("RunnerDied", record.error)
-            stage.ended_at = utcnow()
+            stage.ended_at = now_iso()
             record.failed_stage = record.failed_stage or stage.name
         elif stage.status in (RunStatus.PENDING, RunStatus.QUEUED):
             stage.status = RunStatus.SKIPPED
-    record.ended_at = utcnow()
+    record.ended_at = now_iso()
     return record
 
 

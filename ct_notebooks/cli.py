@@ -519,11 +519,10 @@ def cmd_trigger(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from . import daemon
-    from .inputs import check_text
+    from .inputs import check_idempotency_key, check_text
 
     reason = check_text(args.reason, "--reason") if args.reason is not None else ""
-    if args.key is not None and not (1 <= len(args.key) <= 200 and args.key.isprintable() and " " not in args.key):
-        raise InputError("--key must be 1-200 visible characters", field="--key")
+    check_idempotency_key(args.key, field="--key")
     project = _project(args)
     store = daemon.store_for(project)
     engine = daemon.Engine(project, store)

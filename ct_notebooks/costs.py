@@ -10,6 +10,7 @@ from typing import Any
 
 from .archive import Archive
 from .models import RunRecord
+from .timestamps import parse_iso
 
 #: runs read to total a pipeline's last 24 hours (newest first)
 BUDGET_SCAN = 1000
@@ -41,7 +42,7 @@ def cost_last_24h(archive: Archive, pipeline: str, now: datetime, cpu_hour_price
     since = now - timedelta(hours=24)
     total = 0.0
     for record in archive.list(pipeline=pipeline, limit=BUDGET_SCAN):
-        created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00"))
+        created = parse_iso(record.created_at, assume_utc=False)
         if created < since:
             break
         total += cpu_seconds(record)

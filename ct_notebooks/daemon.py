@@ -9,7 +9,6 @@ live workers and reaps dead ones (their runs become ``failed``; retried when con
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -34,9 +33,10 @@ from .decisions import STORE_FILE, Job, Store
 from .errors import CTError, DaemonError, DaemonRunning, InputError, RunInProgress, RunNotFound
 from .liveness import pid_alive as _pid_alive
 from .liveness import process_start_time as process_started
-from .models import RunRecord, RunStatus, StageError, TriggerDecision, utcnow
+from .models import RunRecord, RunStatus, StageError, TriggerDecision
 from .params import declared_parameters
 from .project import Project
+from .timestamps import iso, now_iso, parse_iso
 from .training import CHANGED_SINCE
 from .trigger_config import DriftRule, EventRule, NewDataRule, PerformanceRule, ScheduleRule, cron_trigger
 from .triggers import (
@@ -49,10 +49,8 @@ from .triggers import (
     evaluate_new_data,
     evaluate_performance,
     evaluate_tick,
-    iso,
     missed_ticks,
     next_fire,
-    parse_iso,
     signal_measure,
 )
 
@@ -231,10 +229,7 @@ class Engine:
         decision = evaluate_event(name, rule, reason=reason, key=key, actor=actor, now=now)
         held = self.store.claim(decision.dedupe_key) if decision.dedupe_key and not self.dry_run else None
         if held is not None:  # a replay answers as the first signal did, whatever the guards say now
-            return self.store.record(dataclasses.replace(
-                decision, action="duplicate", blocked_by="duplicate",
-                reason=f"{decision.reason}; not started: {decision.dedupe_key} already handled (run {held[0]}, "
-                       f"{held[1]})"))
+            return self.store.record(decision.as_duplicate(*held))
         return self.act(decision, now)
 
     # new data
@@ -353,7 +348,7 @@ def _describe_holder(project: Project) -> str:
 def _print_log(text: str) -> None:
     """A line of the daemon's log on stdout; a log that cannot be written (full disk) stops nothing."""
     with contextlib.suppress(OSError, ValueError):
-        print(f"{utcnow()} {text}", flush=True)
+        print(f"{now_iso()} {text}", flush=True)
 
 
 class Daemon:
@@ -379,7 +374,7 @@ class Daemon:
         self._notifier: threading.Thread | None = None
         self._notified_at = float("-inf")
         self._collected_at = time.monotonic()
-        self.started_at = utcnow()
+        self.started_at = now_iso()
 
     def stop(self) -> None:
         self._stop.set()
@@ -396,7 +391,7 @@ class Daemon:
 
     def _write_info(self) -> None:
         atomic_write_json(self.project.state_dir / INFO_FILE, {
-            "pid": os.getpid(), "host": HOST, "started_at": self.started_at, "heartbeat_at": utcnow(),
+            "pid": os.getpid(), "host": HOST, "started_at": self.started_at, "heartbeat_at": now_iso(),
             "project": str(self.project.root), "poll_s": self.poll_s,
         })
 
@@ -485,7 +480,7 @@ class Daemon:
 
         with contextlib.suppress(CTError, OSError, sqlite3.Error):
             record_event(self.project, Event(
-                key=f"daemon_stopped:{info.get('pid')}:{info.get('started_at')}", kind="daemon_stopped", at=utcnow(),
+                key=f"daemon_stopped:{info.get('pid')}:{info.get('started_at')}", kind="daemon_stopped", at=now_iso(),
                 title=f"[{self.project.config.name}] the daemon stopped unexpectedly",
                 text=f"daemon pid {info.get('pid')} on {info.get('host')} (started {info.get('started_at')}) "
                      f"stopped without shutting down; its last heartbeat was {info.get('heartbeat_at')}. "
@@ -563,7 +558,7 @@ class Daemon:
                 stat = path.stat()
                 self.store.add_file(file_digest(path), path.name, stat.st_size, count_rows(path), _now(), "baseline")
                 self._handled[path.name] = (stat.st_size, stat.st_mtime_ns)
-        self.store.set_meta("watch_baseline", utcnow())
+        self.store.set_meta("watch_baseline", now_iso())
 
     def _watch(self) -> None:
         stable_s = self.config.watch.stable_s
@@ -729,7 +724,7 @@ class Daemon:
                             record.failed_stage = stage.name
                             stage.error = StageError("WorkerDied", message)
                         stage.status = RunStatus.FAILED if stage.status == RunStatus.RUNNING else RunStatus.SKIPPED
-                record.ended_at = utcnow()
+                record.ended_at = now_iso()
                 archive.save(record)
         if not self.store.finish(job.id, state="failed", now=_now(), run_status="failed", error=message):
             return

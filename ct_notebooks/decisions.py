@@ -19,7 +19,7 @@ from typing import Any
 from .errors import ArchiveError
 from .models import TriggerDecision
 from .sqlite_tx import immediate
-from .triggers import iso, parse_iso
+from .timestamps import iso, parse_iso
 
 STORE_FILE = "daemon.sqlite"
 
@@ -192,11 +192,7 @@ class Store:
                 held = conn.execute("SELECT run_id, claimed_at FROM claims WHERE dedupe_key = ?",
                                     (decision.dedupe_key,)).fetchone()
                 if held is not None:
-                    dup = TriggerDecision.from_dict({
-                        **decision.to_dict(), "action": "duplicate", "blocked_by": "duplicate", "run_id": None,
-                        "reason": f"{decision.reason}; not started: {decision.dedupe_key} already handled "
-                                  f"(run {held['run_id']}, {held['claimed_at']})",
-                    })
+                    dup = decision.as_duplicate(held["run_id"], held["claimed_at"])
                     self._insert_decision(conn, dup)
                     return dup
                 conn.execute("INSERT INTO claims VALUES (?,?,?)", (decision.dedupe_key, iso(now), run_id))

@@ -25,6 +25,7 @@ from scipy.stats import ks_2samp
 
 from ct_notebooks.archive import atomic_write_json
 from ct_notebooks.errors import DriftError
+from ct_notebooks.numbers import finite_or_none
 from ct_notebooks.stage import DEFERRED_DIR, DEFERRED_SUFFIX
 
 __all__ = [
@@ -90,10 +91,6 @@ _DISPLAY_NAMES: dict[str, str] = {
 _PARALLEL_MIN_ROWS = 100_000
 
 
-def _json_float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 @dataclass(frozen=True)
 class ColumnDrift:
     """Drift verdict of one column: Evidently's default stattest, its score and threshold."""
@@ -112,7 +109,7 @@ class ColumnDrift:
             "column": self.column,
             "column_type": self.column_type,
             "stattest": self.stattest,
-            "score": _json_float(float(self.score)),
+            "score": finite_or_none(self.score),
             "threshold": float(self.threshold),
             "drifted": bool(self.drifted),
             "weight": None if self.weight is None else float(self.weight),
@@ -778,7 +775,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if isinstance(value, float):
-        return _json_float(value)
+        return finite_or_none(value)
     return value
 
 

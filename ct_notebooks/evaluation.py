@@ -15,6 +15,7 @@ from .config import CLASSIFICATION_METRICS, METRIC_DIRECTIONS, REGRESSION_METRIC
 from .errors import CTError
 from .modeling import predict_scores
 from .models import GateResult
+from .numbers import finite_or_none
 
 #: classification scores at or above this count as the positive class for accuracy, f1, ...
 THRESHOLD = 0.5
@@ -137,12 +138,8 @@ def compute_metrics(
     return {n: _weighted(n, y_arr, s_arr)(w) for n in dict.fromkeys(names)}
 
 
-def json_number(value: float | None) -> float | None:
-    """``value`` as a float, ``None`` when missing or not finite (JSON has no NaN)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+#: ``value`` as a float, ``None`` when missing or not finite (JSON has no NaN); the pipeline notebooks call it
+json_number = finite_or_none
 
 
 def latency_ms_per_1k_rows(model: Any, X: pd.DataFrame, *, task: str = "classification", repeats: int = 3) -> float:
@@ -273,18 +270,18 @@ def compare(
         "higher_is_better": up,
         "rows": len(y_arr),
         "first_model": first,
-        "contender": {k: json_number(v) for k, v in contender_metrics.items()},
-        "champion": None if champion_metrics is None else {k: json_number(v) for k, v in champion_metrics.items()},
+        "contender": {k: finite_or_none(v) for k, v in contender_metrics.items()},
+        "champion": None if champion_metrics is None else {k: finite_or_none(v) for k, v in champion_metrics.items()},
         "delta": None if champion_metrics is None else {
-            k: json_number(contender_metrics[k] - champion_metrics[k]) for k in names
+            k: finite_or_none(contender_metrics[k] - champion_metrics[k]) for k in names
         },
-        "margin": json_number(margin),
+        "margin": finite_or_none(margin),
         "min_delta": gate.min_delta,
         "bootstrap": bootstrap,
-        "latency_ms_per_1k_rows": json_number(latency_ms_per_1k),
+        "latency_ms_per_1k_rows": finite_or_none(latency_ms_per_1k),
         "max_latency_ms_per_1k_rows": gate.max_latency_ms_per_1k_rows,
         "size_bytes": size_bytes,
-        "size_mb": json_number(size_mb),
+        "size_mb": finite_or_none(size_mb),
         "max_size_mb": gate.max_size_mb,
         "checks": checks,
     }
@@ -326,6 +323,6 @@ def _paired_bootstrap(
         "seed": settings.seed,
         "low": low,
         "high": high,
-        "p_better": json_number(float((valid > 0).mean())) if len(valid) else None,
+        "p_better": finite_or_none(float((valid > 0).mean())) if len(valid) else None,
         "require_significant": settings.require_significant,
     }

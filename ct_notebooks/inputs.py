@@ -22,9 +22,12 @@ MAX_FILE_PATH_CHARS = 1024
 MAX_FILE_NAME_CHARS = 255
 #: the largest model version number (MLflow stores versions as 32-bit integers)
 MAX_VERSION = 2**31 - 1
+#: the longest idempotency key (HTTP header ``Idempotency-Key``, ``ctn trigger --key``)
+MAX_IDEMPOTENCY_KEY_CHARS = 200
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _INT_LIMIT = 10**MAX_INT_DIGITS
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_CHARS}}}")
 
 
 def unicode_problem(text: str) -> str | None:
@@ -59,6 +62,13 @@ def check_version(value: Any, field: str, *, required: bool = True) -> int | Non
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_VERSION:
         raise InputError(f"{field} must be an integer from 1 to {MAX_VERSION}", field=field)
     return value
+
+
+def check_idempotency_key(key: str | None, *, field: str) -> str | None:
+    """An idempotency key: None (no key), or 1 to 200 visible ASCII characters (no space, no control character)."""
+    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InputError(f"{field} must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters", field=field)
+    return key
 
 
 def check_value(value: Any, where: str, depth: int = 0) -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from .errors import SchemaVersionError
+from .timestamps import now_iso
 
 #: version of the ``run.json`` format written by this ct-notebooks; 1 is the unversioned format
 RUN_SCHEMA_VERSION = 2
-
-def utcnow() -> str:
-    """Current time as an ISO-8601 UTC string with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
 
 class RunStatus(enum.StrEnum):
     """How a run or a stage executed."""
@@ -143,7 +138,7 @@ class TriggerDecision:
     kind: str
     fired: bool
     reason: str
-    evaluated_at: str = field(default_factory=utcnow)
+    evaluated_at: str = field(default_factory=now_iso)
     values: dict[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
     run_id: str | None = None
@@ -161,6 +156,13 @@ class TriggerDecision:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
+    def as_duplicate(self, run_id: str | None, claimed_at: str) -> TriggerDecision:
+        """A copy that started nothing: its dedupe key was claimed before, for ``run_id`` at ``claimed_at``."""
+        return TriggerDecision.from_dict({
+            **self.to_dict(), "action": "duplicate", "blocked_by": "duplicate", "run_id": None,
+            "reason": f"{self.reason}; not started: {self.dedupe_key} already handled (run {run_id}, {claimed_at})",
+        })
+
 
 @dataclass
 class RunRecord:
@@ -176,7 +178,7 @@ class RunRecord:
     decision: dict[str, Any] | None = None
     parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: list[StageRecord] = field(default_factory=list)
-    created_at: str = field(default_factory=utcnow)
+    created_at: str = field(default_factory=now_iso)
     started_at: str | None = None
     ended_at: str | None = None
     duration_s: float | None = None
@@ -227,7 +229,7 @@ class RunRecord:
             outcome=_OUTCOMES[get("outcome", "none")], outcome_detail=get("outcome_detail", {}),
             trigger=get("trigger", "manual"), reason=get("reason", ""), decision=get("decision"),
             parameters=get("parameters", {}), stages=[StageRecord.from_dict(s) for s in get("stages", [])],
-            created_at=get("created_at") or utcnow(), started_at=get("started_at"), ended_at=get("ended_at"),
+            created_at=get("created_at") or now_iso(), started_at=get("started_at"), ended_at=get("ended_at"),
             duration_s=get("duration_s"), error=get("error"), failed_stage=get("failed_stage"),
             lineage=get("lineage", {}), mlflow_run_ids=get("mlflow_run_ids", []), resumed_from=get("resumed_from"),
             attempts=get("attempts", 1), pid=get("pid"), host=get("host"), pid_started_at=get("pid_started_at"),

@@ -37,6 +37,7 @@ from .models import RunRecord, RunStatus
 from .notify_config import EmailChannel, NotificationsConfig, WebhookChannel
 from .project import Project
 from .sqlite_tx import immediate
+from .timestamps import iso, parse_iso
 
 OUTBOX_FILE = "notifications.sqlite"
 OUTBOX_VERSION = 1
@@ -63,20 +64,12 @@ CREATE INDEX messages_due ON messages (state, next_at)
 """
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _since(text: str | None, cutoff: datetime | None) -> bool:
     """Whether a record's time is at or after ``cutoff`` (always, without one; never, without a time)."""
     if cutoff is None:
         return True
     with contextlib.suppress(ValueError, TypeError):
-        return _parse(text or "") >= cutoff
+        return parse_iso(text or "", assume_utc=False) >= cutoff
     return False
 
 
@@ -144,7 +137,7 @@ class Outbox:
             return False
         for channel in channels:
             conn.execute("INSERT INTO messages (event_id, channel, state, next_at) VALUES (?,?,'pending',?)",
-                         (cur.lastrowid, channel, _iso(now)))
+                         (cur.lastrowid, channel, iso(now)))
         return True
 
     def messages(self, *, limit: int = 50, state: str | None = None) -> list[Message]:
@@ -262,7 +255,7 @@ def scan(project: Project, now: datetime | None = None) -> list[Event]:
     with outbox.tx() as conn:
         cutoff = now - FIRST_PASS_LOOKBACK if _meta(conn, "started_at") is None else None
         if cutoff is not None:
-            _set_meta(conn, "started_at", _iso(now))
+            _set_meta(conn, "started_at", iso(now))
         seen = {row[0] for row in conn.execute("SELECT run_id FROM seen_runs")}
         new_runs = sorted((r for r in ended if r.run_id not in seen), key=lambda r: r.ended_at or "")
         conn.executemany("INSERT OR IGNORE INTO seen_runs (run_id) VALUES (?)", [(r.run_id,) for r in new_runs])
@@ -350,14 +343,14 @@ def _scrub(text: str, channel: WebhookChannel | EmailChannel, environ: Mapping[s
 
 
 def _claim(outbox: Outbox, now: datetime) -> list[sqlite3.Row]:
-    expired = _iso(now - timedelta(seconds=CLAIM_EXPIRES_S))
+    expired = iso(now - timedelta(seconds=CLAIM_EXPIRES_S))
     with outbox.tx() as conn:
         rows = conn.execute(
             "SELECT m.*, e.kind, e.at, e.title, e.text, e.link, e.data FROM messages m JOIN events e "
             "ON e.id = m.event_id WHERE (m.state = 'pending' AND m.next_at <= ?) "
-            "OR (m.state = 'sending' AND m.claimed_at < ?) ORDER BY m.id", (_iso(now), expired)).fetchall()
+            "OR (m.state = 'sending' AND m.claimed_at < ?) ORDER BY m.id", (iso(now), expired)).fetchall()
         conn.executemany("UPDATE messages SET state = 'sending', claimed_at = ? WHERE id = ?",
-                         [(_iso(now), row["id"]) for row in rows])
+                         [(iso(now), row["id"]) for row in rows])
     return rows
 
 
@@ -386,13 +379,13 @@ def deliver(project: Project, now: datetime | None = None, environ: Mapping[str,
             state, next_at = "failed", message.next_at
         else:
             state = "pending"
-            next_at = _iso(moment + timedelta(seconds=config.retry.backoff_s * 2 ** (attempts - 1)))
+            next_at = iso(moment + timedelta(seconds=config.retry.backoff_s * 2 ** (attempts - 1)))
         with outbox.tx() as conn:
             conn.execute("UPDATE messages SET state = ?, attempts = ?, next_at = ?, claimed_at = NULL, "
                          "sent_at = ?, last_error = ? WHERE id = ?",
-                         (state, attempts, next_at, _iso(moment) if state == "sent" else None, error, message.id))
+                         (state, attempts, next_at, iso(moment) if state == "sent" else None, error, message.id))
         done.append(Message(message.id, message.channel, state, attempts, next_at,
-                            _iso(moment) if state == "sent" else None, error, message.event))
+                            iso(moment) if state == "sent" else None, error, message.event))
     return done
 
 
@@ -400,7 +393,7 @@ def next_due(project: Project) -> datetime | None:
     """When the earliest pending message is due, or None when none is pending."""
     with outbox_for(project).tx() as conn:
         row = conn.execute("SELECT MIN(next_at) FROM messages WHERE state IN ('pending', 'sending')").fetchone()
-    return _parse(row[0]) if row and row[0] else None
+    return parse_iso(row[0]) if row and row[0] else None
 
 
 def run_pass(project: Project, *, wait_retries_s: float = 0.0) -> None:

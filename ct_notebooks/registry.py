@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import logging
-import math
 import os
 import sqlite3
 import tempfile
@@ -40,6 +39,8 @@ from mlflow.models import infer_signature
 from ct_notebooks import alias_audit
 from ct_notebooks.alias_audit import AliasMove
 from ct_notebooks.errors import PromotionRefused, RegistryError, StaleGateDecision
+from ct_notebooks.numbers import finite_or_none
+from ct_notebooks.timestamps import ms_to_iso, now_iso
 
 __all__ = [
     "ALIAS_CHAMPION",
@@ -86,18 +87,6 @@ _NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 _EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
 # mlflow.set_tracking_uri / start_run / load_model act on process-wide state: one user at a time.
 _FLUENT_LOCK = threading.RLock()
-
-
-def _now_iso() -> str:
-    return _iso(datetime.now(UTC))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _ms_to_iso(ms: int | None) -> str:
-    return _iso(datetime.fromtimestamp((ms or 0) / 1000, tz=UTC))
 
 
 def _v(version: int | None) -> str:
@@ -155,7 +144,7 @@ class ModelVersionInfo:
             "source": self.source,
             "aliases": list(self.aliases),
             "tags": dict(self.tags),
-            "metrics": {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
             "params": dict(self.params),
             "created_at": self.created_at,
             "size_bytes": self.size_bytes,
@@ -414,7 +403,7 @@ class Registry:
             tags=tags,
             metrics=metrics,
             params=params,
-            created_at=_ms_to_iso(mv.creation_timestamp),
+            created_at=ms_to_iso(mv.creation_timestamp or 0),
             size_bytes=size,
         )
 
@@ -610,7 +599,7 @@ class Registry:
             with self._mlflow(f"moving alias {alias!r} of model {self.model_name!r} to version {version}"):
                 self._client.set_registered_model_alias(self.model_name, alias, str(int(version)))
             move = AliasMove(
-                at=_now_iso(),
+                at=now_iso(timespec="milliseconds"),
                 model=self.model_name,
                 alias=alias,
                 from_version=from_version,
@@ -633,7 +622,7 @@ class Registry:
             with self._mlflow(f"removing alias {alias!r} of model {self.model_name!r}"):
                 self._client.delete_registered_model_alias(self.model_name, alias)
             move = AliasMove(
-                at=_now_iso(),
+                at=now_iso(timespec="milliseconds"),
                 model=self.model_name,
                 alias=alias,
                 from_version=int(current.version),

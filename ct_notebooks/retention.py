@@ -23,8 +23,9 @@ from typing import Any
 from . import alias_audit
 from .archive import atomic_write_json
 from .errors import CTError
-from .models import RunRecord, RunStatus, utcnow
+from .models import RunRecord, RunStatus
 from .project import Project
+from .timestamps import now_iso, parse_iso
 
 PRUNED_FILE = "PRUNED.json"
 GC_LOG = "gc.jsonl"
@@ -107,7 +108,7 @@ def plan(project: Project, now: datetime | None = None) -> Collection:
     now = now or datetime.now(UTC)
     archive = project.archive()
     named, protected = _lineage(project)
-    collection = Collection(at=utcnow(), dry_run=True)
+    collection = Collection(at=now_iso(), dry_run=True)
     newest: dict[str, int] = {}
     for record in archive.list(limit=ALL_RUNS):  # newest first
         rank = newest[record.pipeline] = newest.get(record.pipeline, 0) + 1
@@ -132,7 +133,7 @@ def _kept_because(record: RunRecord, rank: int, named: dict[str, str], keep_last
     if rank <= keep_last:
         return f"among the newest {keep_last} of pipeline {record.pipeline}"
     with contextlib.suppress(ValueError):
-        if datetime.fromisoformat(record.created_at.replace("Z", "+00:00")) >= keep_after:
+        if parse_iso(record.created_at, assume_utc=False) >= keep_after:
             return "younger than keep_days"
     return None
 

@@ -26,10 +26,11 @@ from .config import StageConfig
 from .errors import NoSpace, ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
 from .liveness import this_process
-from .models import Outcome, RunRecord, RunStatus, StageError, StageRecord, utcnow
+from .models import Outcome, RunRecord, RunStatus, StageError, StageRecord
 from .params import declared_parameters, split_overrides, validate_parameters
 from .project import Project
 from .stage import CONTEXT_PARAMETER, OUTPUTS_DIR, read_outputs
+from .timestamps import now_iso
 
 #: bytes set aside when a run starts and freed when the disk fills, so that the failure can be recorded
 RESERVE_BYTES = 256 * 1024
@@ -324,7 +325,7 @@ class Runner:
             if stage.status == RunStatus.RUNNING:
                 stage.status = RunStatus.FAILED
                 stage.error = StageError("NoSpace", message)
-                stage.ended_at = stage.ended_at or utcnow()
+                stage.ended_at = stage.ended_at or now_iso()
                 record.failed_stage = record.failed_stage or stage.name
             elif stage.status == RunStatus.PENDING:
                 stage.status = RunStatus.SKIPPED
@@ -340,7 +341,7 @@ class Runner:
         run_dir = self.archive.run_dir(record.pipeline, record.run_id)
         kernel_name = self.project.config.runner.kernel_name
         record.status = RunStatus.RUNNING
-        record.started_at = record.started_at or utcnow()
+        record.started_at = record.started_at or now_iso()
         record.pid, record.host, record.pid_started_at = this_process()
         began = time.perf_counter()
         background = BackgroundWork(run_dir, self._html_exporter() if self.html else None, self._report_renderer)
@@ -363,7 +364,7 @@ class Runner:
             if record.status == RunStatus.RUNNING:
                 record.status = RunStatus.SUCCEEDED
             self._finish(record)
-            record.ended_at = utcnow()
+            record.ended_at = now_iso()
             record.duration_s = round((record.duration_s or 0.0) + time.perf_counter() - began, 4)
             try:
                 self.archive.save(record)
@@ -381,7 +382,7 @@ class Runner:
             if stage.status == RunStatus.RUNNING:
                 stage.status = RunStatus.CANCELLED
                 stage.error = StageError(type(exc).__name__, str(exc) or "cancelled")
-                stage.ended_at = utcnow()
+                stage.ended_at = now_iso()
             elif stage.status == RunStatus.PENDING:
                 stage.status = RunStatus.SKIPPED
 
@@ -400,7 +401,7 @@ class Runner:
         notebook = self.project.notebook_path(stage.notebook)
         output = run_dir / f"{index + 1:02d}-{stage.name}.ipynb"
         stage_record.status = RunStatus.RUNNING
-        stage_record.started_at = utcnow()
+        stage_record.started_at = now_iso()
         stage_record.notebook_sha256 = _sha256(notebook)
         stage_record.executed_notebook = output.name
         self.archive.save(record)
@@ -437,7 +438,7 @@ class Runner:
         stage_record.status = result.status
         stage_record.error = result.error
         stage_record.outputs = outputs
-        stage_record.ended_at = utcnow()
+        stage_record.ended_at = now_iso()
         stage_record.duration_s = round(result.wall_s, 4)
         stage_record.cpu_s = None if result.cpu_s is None else round(result.cpu_s, 4)
         stage_record.overhead_s = round(max(0.0, result.wall_s - cells_s), 4)

@@ -10,11 +10,12 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .config import METRIC_DIRECTIONS
 from .models import TriggerDecision
+from .timestamps import iso
 from .trigger_config import (
     DriftRule,
     EventRule,
@@ -27,19 +28,6 @@ from .trigger_config import (
 
 #: the longest catch-up window looked at when counting missed ticks
 MAX_MISSED_SCAN = 10_000
-
-
-def iso(moment: datetime) -> str:
-    """ISO-8601 text in UTC with a Z (a naive datetime is taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    """Inverse of :func:`iso`."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _decision(name: str, kind: str, pipeline: str, fired: bool, reason: str, now: datetime,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from .config import DataGateConfig, ProjectConfig
 from .datasets import BATCH_COLUMN, is_categorical_dtype
 from .errors import CTError
 from .models import GateResult
+from .numbers import finite_or_none
 
 #: at most this many categories are kept per categorical column; above it the column is "string"
 MAX_CATEGORIES = 1000
@@ -42,11 +42,6 @@ def dtype_family(series: pd.Series) -> str:
     return _FAMILY.get(dtype_kind(series), "text")
 
 
-def _num(value: Any) -> float | None:
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def infer_schema(
     frame: pd.DataFrame, *, categorical: Sequence[str] | None = None, dtype_only: Sequence[str] = ()
 ) -> dict[str, Any]:
@@ -73,8 +68,8 @@ def infer_schema(
             continue
         if kind in ("int", "float") and name not in cat:
             values = series.dropna()
-            entry["min"] = _num(values.min()) if len(values) else None
-            entry["max"] = _num(values.max()) if len(values) else None
+            entry["min"] = finite_or_none(values.min()) if len(values) else None
+            entry["max"] = finite_or_none(values.max()) if len(values) else None
         if name in cat:
             values = series.dropna()
             distinct = pd.unique(values.astype(str)) if len(values) else np.array([], dtype=object)

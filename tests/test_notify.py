@@ -24,9 +24,10 @@ from ct_notebooks import alias_audit, notify
 from ct_notebooks.config import parse_config
 from ct_notebooks.daemon import store_for
 from ct_notebooks.errors import ConfigError
-from ct_notebooks.models import RunStatus, TriggerDecision, utcnow
+from ct_notebooks.models import RunStatus, TriggerDecision
 from ct_notebooks.project import Project
 from ct_notebooks.runner import Runner
+from ct_notebooks.timestamps import now_iso
 
 SECRET = "tok-3b1f9e-do-not-print"
 
@@ -208,10 +209,10 @@ def test_champion_moves_fired_rules_and_blocked_data_are_reported_once(
                                   "events": ["champion_moved", "trigger_fired"]})
     assert notify.scan(project) == []  # first pass on an empty project
     alias_audit.append(project.alias_audit_log, alias_audit.AliasMove(
-        at=utcnow(), model="m", alias="champion", from_version=3, to_version=2, actor="alice",
+        at=now_iso(), model="m", alias="champion", from_version=3, to_version=2, actor="alice",
         reason="v3 misbehaves in production", run_id=None, action="rollback", forced=True))
     decision = TriggerDecision(trigger="shift", kind="drift", fired=True, reason="drift share 0.62 >= 0.5",
-                               evaluated_at=utcnow(), pipeline="p", action="started", run_id="20261201T120000Z-abcdef")
+                               evaluated_at=now_iso(), pipeline="p", action="started", run_id="20261201T120000Z-abcdef")
     store_for(project).record(decision)
     events = notify.scan(project)
     assert [e.kind for e in events] == ["champion_moved", "trigger_fired"]

@@ -16,6 +16,7 @@ from ct_notebooks.daemon import Engine, store_for
 from ct_notebooks.errors import ConfigError
 from ct_notebooks.models import RunRecord, RunStatus, StageRecord
 from ct_notebooks.project import Project
+from ct_notebooks.timestamps import iso
 from ct_notebooks.trigger_config import DriftRule, GuardsConfig, NewDataRule, PerformanceRule, ScheduleRule
 from ct_notebooks.triggers import (
     GuardState,
@@ -360,10 +361,36 @@ def test_store_dedupes_and_records_every_decision(tmp_path: Path) -> None:
     first = store.decide_and_enqueue(_fired(), run_id="20260301T120000Z-aaaaaa", now=NOW)
     second = store_for(project).decide_and_enqueue(_fired(), run_id="20260301T120000Z-bbbbbb", now=NOW)
     assert first.action == "started" and first.run_id == "20260301T120000Z-aaaaaa"
-    assert second.action == "duplicate" and second.run_id is None and "already handled" in second.reason
+    assert second.action == "duplicate" and second.run_id is None and second.blocked_by == "duplicate"
+    assert second.reason == (f"{_fired().reason}; not started: drift:d:k already handled "
+                             f"(run 20260301T120000Z-aaaaaa, {iso(NOW)})")
     assert [j.run_id for j in store.jobs()] == ["20260301T120000Z-aaaaaa"]
     assert [d.action for d in store.decisions()] == ["duplicate", "started"]
     assert store.jobs()[0].decision["dedupe_key"] == "drift:d:k"
+
+
+def test_as_duplicate_names_the_first_run_and_leaves_the_decision_alone() -> None:
+    decision = _fired()
+    dup = decision.as_duplicate("20260301T120000Z-aaaaaa", "2026-03-01T12:00:00.000000Z")
+    assert (dup.action, dup.blocked_by, dup.run_id) == ("duplicate", "duplicate", None)
+    assert dup.reason == (f"{decision.reason}; not started: drift:d:k already handled "
+                          "(run 20260301T120000Z-aaaaaa, 2026-03-01T12:00:00.000000Z)")
+    assert (dup.trigger, dup.dedupe_key, dup.values, dup.evaluated_at) == (
+        decision.trigger, decision.dedupe_key, decision.values, decision.evaluated_at)
+    assert decision.action == "started" and dup.values is not decision.values
+
+
+def test_an_event_key_sent_again_records_a_duplicate_naming_the_first_run(tmp_path: Path) -> None:
+    project = _project(tmp_path / "p", {"rules": {"labels": {"kind": "event"}}})
+    store = store_for(project)
+    first = Engine(project, store).on_event("labels", NOW, reason="landed", key="nov", actor="etl")
+    again = Engine(project, store).on_event("labels", NOW + timedelta(minutes=5), reason="landed", key="nov",
+                                            actor="etl")
+    assert first.action == "started" and first.run_id is not None and first.dedupe_key is not None
+    assert (again.action, again.blocked_by, again.run_id) == ("duplicate", "duplicate", None)
+    assert again.reason.endswith(f"; not started: {first.dedupe_key} already handled (run {first.run_id}, {iso(NOW)})")
+    assert [d.action for d in store.decisions()] == ["duplicate", "started"]
+    assert [j.run_id for j in store.jobs()] == [first.run_id]
 
 
 def test_engine_check_catch_up_and_cooldown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,10 +20,12 @@ from filelock import FileLock, Timeout
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
 from ..errors import CTError, ProjectNotFound, PromotionRefused, ResumeError, RunInProgress, RunNotFound
-from ..models import RunRecord, RunStatus, utcnow
+from ..inputs import check_idempotency_key
+from ..models import RunRecord, RunStatus
 from ..params import overrides_from_mapping, overrides_to_mapping
 from ..project import Project
 from ..run_results import describe_runs
+from ..timestamps import now_iso
 from ..trigger_config import RULE_NAME
 from .files import content_type, has_no_links, read_without_links, served_reports, split_path
 from .requests import Promote, Rollback, SignalEvent, StartRun
@@ -399,8 +401,7 @@ class Services:
         request = StartRun.parse(body)
         pipeline, reason = request.pipeline, request.reason
         overrides = overrides_from_mapping(request.parameters)
-        if idempotency_key is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", idempotency_key):
-            raise bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+        check_idempotency_key(idempotency_key, field="Idempotency-Key")
         from ..runner import Runner
 
         project = self.project()
@@ -464,7 +465,7 @@ class Services:
         self._children[f"{run_id}:{process.pid}"] = _Launch(process, run_id)
         atomic_write_json(folder / f"{run_id}.json", {
             "run_id": run_id, "pipeline": pipeline, "pid": process.pid, "kind": kind,
-            "created_at": utcnow(), "reason": reason, "trigger": "manual",
+            "created_at": now_iso(), "reason": reason, "trigger": "manual",
         })
 
     def reap(self) -> None:
@@ -551,8 +552,7 @@ class Services:
         ``replayed`` with the run the first request started).
         """
         request = SignalEvent.parse(body)
-        if idempotency_key is not None and not re.fullmatch(r"[\x21-\x7e]{1,200}", idempotency_key):
-            raise bad_request("Idempotency-Key must be 1-200 visible ASCII characters")
+        check_idempotency_key(idempotency_key, field="Idempotency-Key")
         if not re.fullmatch(RULE_NAME, rule):
             raise bad_request(f"not a rule name (expected {RULE_NAME})")
         from .. import daemon
