@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from daemon_helpers import DaemonProcess, batch_frame, finished_runs, idle, make_daemon_project, runs, store, wait_for
 
-from ct_notebooks.triggers import parse_iso
+from ct_notebooks.timestamps import parse_iso
 
 
 def _summary(name: str, values: list[float]) -> str:
