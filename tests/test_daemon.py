@@ -121,7 +121,7 @@ def test_slow_file_is_picked_up_once_after_stable_and_a_copy_runs_nothing(tmp_pa
     assert len(monitors) == 1 and record.status == RunStatus.SUCCEEDED
     assert record.stages[0].outputs["rows"] == 2000  # the whole file, not a prefix
     created = Archive(project.runs_dir, project.index_path).load(record.run_id).created_at
-    from ct_notebooks.triggers import parse_iso
+    from ct_notebooks.timestamps import parse_iso
 
     assert parse_iso(created).timestamp() >= written + 1.0 - 0.05  # only once stable for stable_s
     watch = [d for d in store(project).decisions() if d.trigger == "watch"]
