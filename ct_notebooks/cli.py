@@ -508,10 +508,13 @@ def cmd_gc(args: argparse.Namespace) -> int:
         return EXIT_OK
     verb = "would free" if done.dry_run else "freed"
     for pruned in done.pruned:
+        shared = f" ({pruned.shared_bytes / 1e6:.2f} MB of it still linked elsewhere)" if pruned.shared_bytes else ""
         print(f"{pruned.run_id:24} {pruned.pipeline:9} {pruned.bytes / 1e6:8.2f} MB  {len(pruned.files)} file(s): "
-              + ", ".join(pruned.files[:4]) + (" ..." if len(pruned.files) > 4 else ""))
-    print(f"{verb} {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s); {len(done.kept)} run(s) kept whole"
-          + (" (run without --dry-run to free it)" if done.dry_run and done.pruned else ""))
+              + ", ".join(pruned.files[:4]) + (" ..." if len(pruned.files) > 4 else "") + shared)
+    stored = f" and {len(done.store)} stored snapshot(s)" if done.store else ""
+    print(f"{verb} {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s){stored}; "
+          f"{len(done.kept)} run(s) kept whole"
+          + (" (run without --dry-run to free it)" if done.dry_run and (done.pruned or done.store) else ""))
     return EXIT_OK
 
 

@@ -467,8 +467,9 @@ class Daemon:
         except (CTError, OSError, sqlite3.Error) as exc:
             self.log(f"gc: {type(exc).__name__}: {exc}")
             return
-        if done.pruned:
-            self.log(f"gc: freed {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s)")
+        if done.pruned or done.store:
+            self.log(f"gc: freed {done.freed_bytes / 1e6:.2f} MB in {len(done.pruned)} run(s) "
+                     f"and {len(done.store)} stored snapshot(s)")
 
     # notifications
     def _note_unclean_stop(self) -> None:

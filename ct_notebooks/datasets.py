@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +17,7 @@ import pandas as pd
 from . import time_formats
 from .config import DataConfig, ProjectConfig
 from .errors import ConfigError, CTError, ParameterError
+from .project import SNAPSHOT_SUFFIX
 
 #: column added by :func:`read_batches` holding the file name each row came from
 BATCH_COLUMN = "__batch__"
@@ -323,13 +327,70 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def write_snapshot(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as Parquet (parent folders created); returns ``path``."""
+def write_snapshot(frame: pd.DataFrame, path: Path, *, store: Path | None = None) -> Path:
+    """Write ``frame`` as Parquet (parent folders created); returns ``path``.
+
+    With ``store`` (a folder, e.g. :attr:`StageContext.snapshot_store`), the bytes are kept once per
+    content: the file is named ``<sha256 of its bytes>.parquet`` in ``store`` and ``path`` is a hard link
+    to it, so runs that write the same data share one copy on disk. Readers read ``path`` as before.
+    Placing a file in the store never replaces one already there, so writers of the same content at the
+    same time end up sharing it. When hard links cannot be made (the store on another file system, a
+    file system without them), ``path`` is written as a plain file of its own.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.to_parquet(tmp, index=False)
+        if store is None or not _link_from_store(tmp, path, store):
+            tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     return path
+
+
+def snapshot_digest(path: Path) -> str:
+    """Hex sha256 of the bytes of ``path``: the name of its content in a snapshot store."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _link_from_store(written: Path, path: Path, store: Path) -> bool:
+    """Make ``path`` a hard link to the store's copy of ``written`` (placed there first when new).
+
+    False when a hard link cannot be made; ``path`` is then left as it was.
+    """
+    size = written.stat().st_size
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        stored = store / f"{snapshot_digest(written)}{SNAPSHOT_SUFFIX}"
+        for _attempt in range(5):
+            try:
+                os.link(written, stored)  # atomic, and never replaces a file of the same name
+            except FileExistsError:
+                try:
+                    if stored.stat().st_size != size:
+                        return False  # not the content its name says: leave it alone
+                except FileNotFoundError:
+                    continue  # collected from the store in between: place it again
+            link = path.with_name(f".{path.name}.{uuid.uuid4().hex}.link")
+            try:
+                os.link(stored, link)
+            except FileNotFoundError:
+                continue  # collected from the store in between: place it again
+            try:
+                os.replace(link, path)
+            finally:
+                # rename() does nothing when both names are links to the same file already
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()
+            return True
+    except OSError:  # EXDEV, EPERM, EMLINK, ENOTSUP, ...: no hard links here
+        return False
+    return False
 
 
 def read_snapshot(path: Path) -> pd.DataFrame:

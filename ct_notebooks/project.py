@@ -15,6 +15,10 @@ if TYPE_CHECKING:
     from .registry import Registry
 
 STATE_DIR = ".ct"
+#: folder, in the state folder, of data snapshots stored once by content
+SNAPSHOTS_DIR = "snapshots"
+#: file name suffix of the files in the snapshot store (``<sha256 of the bytes>.parquet``)
+SNAPSHOT_SUFFIX = ".parquet"
 #: environment variables that tell a kernel warming up for a stage which registry the stage will use
 WARM_TRACKING_URI_ENV = "CT_NOTEBOOKS_TRACKING_URI"
 WARM_MODEL_NAME_ENV = "CT_NOTEBOOKS_MODEL_NAME"
@@ -52,6 +56,11 @@ class Project:
     @property
     def state_dir(self) -> Path:
         return self.root / STATE_DIR
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """The content-addressed store of data snapshots that run folders hard-link to (``.ct/snapshots``)."""
+        return self.state_dir / SNAPSHOTS_DIR
 
     @property
     def runs_dir(self) -> Path:

@@ -88,6 +88,11 @@ class StageContext:
     def outputs_file(self) -> Path:
         return self.run_dir / OUTPUTS_DIR / f"{self.stage}.json"
 
+    @property
+    def snapshot_store(self) -> Path:
+        """Where data snapshots are stored once by content: pass as ``store`` to ``datasets.write_snapshot``."""
+        return self.project.snapshots_dir
+
     def path(self, name: str) -> Path:
         """A file path in the run folder for an artifact of this stage (parent folders created)."""
         target = (self.run_dir / name).resolve()

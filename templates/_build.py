@@ -73,7 +73,8 @@ INGEST = [
         learns from part of the new data and both models are judged on the newest rows.
         A run started by a drift or performance trigger follows `model.training.on_change` (a narrower
         window, more weight on the new rows). Both parts are written as Parquet snapshots into the run
-        folder, and a fingerprint of the content is recorded for lineage.
+        folder (hard links into `.ct/snapshots/`, where each content is stored once), and a fingerprint
+        of the content is recorded for lineage.
 
         | parameter | meaning |
         |---|---|
@@ -217,8 +218,9 @@ INGEST = [
         # NBVAL_CHECK_OUTPUT
         train, holdout, split_info = training.split(frame, time_column, plan)
         split_time = holdout[time_column].min()
-        train_path = datasets.write_snapshot(train, ctx.path("data/train.parquet"))
-        holdout_path = datasets.write_snapshot(holdout, ctx.path("data/holdout.parquet"))
+        store = ctx.snapshot_store  # stored once by content; runs on the same data share the file
+        train_path = datasets.write_snapshot(train, ctx.path("data/train.parquet"), store=store)
+        holdout_path = datasets.write_snapshot(holdout, ctx.path("data/holdout.parquet"), store=store)
         data_fingerprint = datasets.fingerprint(frame.drop(columns=datasets.BATCH_COLUMN))
         print(f"train: {len(train)} rows up to {train[time_column].max()}")
         print(f"holdout: {len(holdout)} rows from {split_time}")

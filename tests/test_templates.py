@@ -8,6 +8,7 @@ each step left behind.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -208,6 +209,9 @@ def test_first_run_files(story: Story) -> None:
     for name in ("data/train.parquet", "data/holdout.parquet", "schema.json", "reports/comparison.png", "run.json"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "reports" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("data/train.parquet", "data/holdout.parquet"):  # hard links into the snapshot store
+        digest = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+        assert os.path.samefile(run_dir / name, story.root / ".ct" / "snapshots" / f"{digest}.parquet"), name
     schema = json.loads((run_dir / "schema.json").read_text())
     assert schema["columns"]["region"]["categories"] == ["east", "north", "south", "west"]
     assert schema["columns"]["default"]["categories"] == ["0", "1"]
