@@ -498,6 +498,59 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from . import deployment
+
+    project = _project(args)
+    if args.action == "check":
+        from .pipeline_check import check
+
+        _cancel_on_sigterm()
+        entry = check(project, actor=args.actor, deploy_passed=not args.no_deploy)
+        if args.json:
+            _emit_json(entry)
+            return EXIT_OK if entry["passed"] else EXIT_FAILED
+        for stage in entry["stages"]:
+            took = "" if stage["duration_s"] is None else f" {stage['duration_s']:.1f} s"
+            print(f"{stage['pipeline']:10} {stage['stage']:12} {stage['status']:11}{took}"
+                  + (f"  {stage['error']}" if stage["error"] else ""))
+        if entry["passed"]:
+            deployed = " and deployed" if entry.get("deployed") else " (not deployed: --no-deploy)"
+            print(f"pipeline version {entry['version']} passed{deployed} in {entry['duration_s']:.0f} s")
+            return EXIT_OK
+        print(f"pipeline version {entry['version']} FAILED: {entry['error']}\n"
+              f"the deployed version is unchanged; the check's notebooks: {entry['scratch']}")
+        return EXIT_FAILED
+    state = deployment.status(project)
+    if args.action == "history":
+        checks = deployment.read_checks(project.root, limit=args.limit)
+        if args.json:
+            _emit_json(checks)
+            return EXIT_OK
+        for entry in checks:
+            verdict = "passed" if entry.get("passed") else f"FAILED: {entry.get('error')}"
+            print(f"{entry.get('id')}  {entry.get('version')}  {entry.get('actor')}  {verdict}")
+        return EXIT_OK
+    if args.json:
+        _emit_json(state)
+        return EXIT_OK
+    info = state["deployed"]
+    print(f"working copy: {state['working']['version']}" + (f" (commit {state['working']['commit'][:12]})"
+                                                         if state["working"]["commit"] else ""))
+    print(f"deployed:     {info['version']} since {info['deployed_at']}" if info else "deployed:     none")
+    if info and state["changed_files"]:
+        print("changed since deployed: " + ", ".join(state["changed_files"]))
+    elif info:
+        print("the working copy is the deployed version")
+    last = state["last_check"]
+    if last:
+        verdict = "passed" if last.get("passed") else f"FAILED: {last.get('error')}"
+        print(f"last check: {last['version']} {verdict} ({last.get('finished_at')})")
+    print("the daemon runs " + ("the deployed version only (deploy.require_check)" if state["require_check"]
+                                else "the working copy (set deploy.require_check to run checked versions only)"))
+    return EXIT_OK
+
+
 def cmd_gc(args: argparse.Namespace) -> int:
     from .retention import collect
 
@@ -677,6 +730,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trigger", default=None, help="only this rule's decisions")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_triggers)
+
+    p = sub.add_parser("pipeline", parents=[common, listing],
+                       help="pipeline versions: status, check a change on a sample and deploy it, history")
+    p.add_argument("action", choices=("status", "check", "history"))
+    p.add_argument("--no-deploy", action="store_true", help="check: report only, deploy nothing")
+    p.add_argument("--actor", default="cli", help="check: who asked (recorded)")
+    p.add_argument("--limit", type=int, default=20, help="history: newest checks shown")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("gc", parents=[common, listing],
                        help="drop heavy files of old runs per the retention policy (audit records stay whole)")

@@ -307,6 +307,21 @@ class CostConfig(_Strict):
     currency: str = Field("USD", min_length=1, max_length=8)
 
 
+class DeployConfig(_Strict):
+    """Pipeline changes as their own track: a changed ``ct.yaml`` or stage notebook is checked on a sample first."""
+
+    require_check: bool = Field(False, description=(
+        "the daemon runs only the deployed pipeline version (one that passed `ctn pipeline check`); a change in "
+        "the working copy is checked on a sample by the daemon and deployed only if every stage succeeds"))
+    sample_rows: int = Field(1000, ge=50, description="rows of the newest batches the check runs the pipelines on")
+    sample_batches: int = Field(3, ge=1, description="newest batches the sample is drawn from")
+    check_every_s: float = Field(30, gt=0, description="how often the daemon compares the working copy with the "
+                                                        "deployed version")
+    retrain_on_change: bool = Field(False, description=(
+        "once a changed version is deployed, the daemon queues the retrain pipeline (trigger pipeline_changed)"))
+    retrain_pipeline: str = Field("train", description="the pipeline retrain_on_change queues")
+
+
 class ProjectConfig(_Strict):
     """The whole ``ct.yaml``."""
 
@@ -322,6 +337,7 @@ class ProjectConfig(_Strict):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     @field_validator("pipelines")
     @classmethod
@@ -366,6 +382,9 @@ def parse_config(data: Any, *, source: str = CONFIG_FILE) -> ProjectConfig:
         if config.triggers.guards.max_cost_per_day is not None and config.cost.cpu_hour_price is None:
             problems.append(("triggers.guards.max_cost_per_day",
                              "a cost budget needs a price: set cost.cpu_hour_price"))
+        if config.deploy.retrain_on_change and config.deploy.retrain_pipeline not in config.pipelines:
+            problems.append(("deploy.retrain_pipeline",
+                             f"pipeline {config.deploy.retrain_pipeline!r} is not defined under pipelines"))
         if not problems:
             return config
     first_key = problems[0][0]

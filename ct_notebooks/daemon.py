@@ -30,6 +30,8 @@ from filelock import FileLock, Timeout
 from .archive import atomic_write_json, new_run_id
 from .costs import cost_last_24h
 from .decisions import STORE_FILE, Job, Store
+from .deploy_watch import PipelineWatch
+from .deployment import deployed, deployed_requiring_check, runnable_project, version_of
 from .errors import CTError, DaemonError, DaemonRunning, InputError, RunInProgress, RunNotFound
 from .liveness import pid_alive as _pid_alive
 from .liveness import process_start_time as process_started
@@ -339,6 +341,14 @@ def _read_info(project: Project) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _deployed_version(project: Project) -> str | None:
+    """The deployed version ``project`` was loaded from, or None for a working copy."""
+    if project.source is None:
+        return None
+    info = deployed(project.root)
+    return None if info is None else str(info.get("version"))
+
+
 def _describe_holder(project: Project) -> str:
     info = _read_info(project) or {}
     return (f"project {project.name!r} is held by daemon pid {info.get('pid', '?')} on {info.get('host', '?')} "
@@ -356,6 +366,7 @@ class Daemon:
 
     def __init__(self, project: Project, *, poll_s: float | None = None, log: Callable[[str], None] | None = None
                  ) -> None:
+        project = deployed_requiring_check(project.root) or project
         self.project = project
         self.config = project.config.triggers
         self.poll_s = poll_s or self.config.watch.poll_s
@@ -375,6 +386,9 @@ class Daemon:
         self._notified_at = float("-inf")
         self._collected_at = time.monotonic()
         self.started_at = now_iso()
+        self.pipeline_watch = PipelineWatch(project.root, self.log)
+        self._deployed_version = _deployed_version(project)
+        self._held_for_check = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -451,9 +465,58 @@ class Daemon:
         if self.config.watch.enabled:
             self._watch()
         self._evaluate_finished()
+        self._follow_pipeline()
         self._dispatch()
         self._notify()
         self._collect_garbage()
+
+    # pipeline track
+    def _follow_pipeline(self) -> None:
+        """With ``deploy.require_check``: check a changed working copy; switch to a newly deployed version."""
+        settings = self.project.config.deploy
+        if not settings.require_check:
+            return
+        self.pipeline_watch.poll(settings.check_every_s)
+        info = deployed(self.project.root)
+        if info is None or str(info.get("version")) == self._deployed_version:
+            return
+        version = str(info.get("version"))
+        before = self.project
+        previous = self._deployed_version
+        self._switch(runnable_project(self.project.root, undeployed_ok=True))
+        self._deployed_version = version
+        self.log(f"pipeline: now running deployed version {version}" + (f" (was {previous})" if previous else ""))
+        if previous is not None and self.project.config.deploy.retrain_on_change:
+            changed = sorted(k for k, v in version_of(self.project, with_commit=False).files.items()
+                             if version_of(before, with_commit=False).files.get(k) != v)
+            self._retrain_on_change(version, previous, changed, str(info.get("check")))
+
+    def _switch(self, project: Project) -> None:
+        """Serve ``project`` (a newly deployed version) from now on: its rules, schedule and workers."""
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):
+                self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        self.project = project
+        self.config = project.config.triggers
+        self.engine = Engine(project, self.store)
+        for spare in self._spares:  # they loaded the version before; an empty stdin makes them exit
+            if spare.stdin is not None:
+                with contextlib.suppress(OSError):
+                    spare.stdin.close()
+        self._spares = []
+        self._start_scheduler()
+
+    def _retrain_on_change(self, version: str, previous: str, changed: list[str], check: str) -> None:
+        now = _now()
+        pipeline = self.project.config.deploy.retrain_pipeline
+        decision = TriggerDecision(
+            trigger="deploy", kind="pipeline_changed", fired=True, evaluated_at=iso(now), action="started",
+            reason=f"pipeline version {version} deployed (was {previous}); changed: {', '.join(changed) or '-'}",
+            values={"version": version, "previous": previous, "changed": changed, "check": check},
+            dedupe_key=f"pipeline_changed:{version}", pipeline=pipeline)
+        decision = self.engine.act(decision, now)
+        self.log(f"rule deploy: {decision.action}: {decision.reason}")
 
     def _collect_garbage(self) -> None:
         """With retention.auto, apply the retention policy once an hour (first an hour after start)."""
@@ -663,6 +726,12 @@ class Daemon:
             self._spares.append(self._spawn_worker())
 
     def _dispatch(self) -> None:
+        if self.project.config.deploy.require_check and self._deployed_version is None:
+            if not self._held_for_check:
+                self.log("pipeline: deploy.require_check is set and no version is deployed yet: queued runs wait "
+                         "for a passed check")
+            self._held_for_check = True
+            return
         while not self._stop.is_set():
             job = self.store.take_next(self.config.daemon.max_concurrent, _now(), HOST)
             if job is None:
@@ -735,6 +804,7 @@ class Daemon:
             self.log(f"job {job.id}: retry {job.attempt + 1} of run {job.run_id} queued")
 
     def _shutdown(self) -> None:
+        self.pipeline_watch.close()
         if self._notifier is not None:
             self._notifier.join(timeout=30)
         if self._scheduler is not None:
@@ -900,7 +970,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job", nargs="?", type=int)
     parser.add_argument("--poll", type=float, default=None)
     args = parser.parse_args(argv)
-    project = Project.load(args.root, search_parents=False)
+    project = runnable_project(Path(args.root), undeployed_ok=True)
     if args.mode == "worker":
         job = args.job
         if job is None:  # a spare worker: import the runner now while it waits for the daemon to hand a job over
@@ -912,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
             if not line:
                 return 0
             job = int(line)
+            project = runnable_project(project.root, undeployed_ok=True)  # the version deployed by now
         return run_job(project, job)
     try:
         Daemon(project, poll_s=args.poll).serve()

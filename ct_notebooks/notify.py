@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import alias_audit
+from .deployment import deployed, read_checks
 from .errors import ArchiveError, CTError
 from .models import RunRecord, RunStatus
 from .notify_config import EmailChannel, NotificationsConfig, WebhookChannel
@@ -225,6 +226,18 @@ def _move_event(project: Project, number: int, move: alias_audit.AliasMove) -> E
                  data={"project": project.config.name, **move.to_dict()})
 
 
+def _check_event(project: Project, entry: dict[str, Any]) -> Event:
+    info = deployed(project.root)
+    kept = f"the deployed version {info['version']} keeps running" if info else "no version is deployed"
+    where = f"; the check's notebooks: {entry['scratch']}" if entry.get("scratch") else ""
+    return Event(
+        key=f"pipeline_check_failed:{entry.get('id')}", kind="pipeline_check_failed", at=str(entry.get("finished_at")),
+        title=f"[{project.config.name}] pipeline change {entry.get('version')} failed its check",
+        text=f"pipeline version {entry.get('version')} was not deployed: {entry.get('error')}; {kept}{where}",
+        data={"project": project.config.name, "version": entry.get("version"), "check": entry.get("id"),
+              "deployed": None if info is None else info.get("version")})
+
+
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
@@ -276,6 +289,11 @@ def scan(project: Project, now: datetime | None = None) -> list[Event]:
                     data={"project": project.config.name, "trigger": d.trigger, "kind": d.kind,
                           "pipeline": d.pipeline, "run_id": d.run_id}))
         _set_meta(conn, "decision_id", decision_from)
+        checks = read_checks(project.root)
+        check_from = int(_meta(conn, "checks") or 0)
+        events += [_check_event(project, entry) for entry in checks[check_from:]
+                   if not entry.get("passed") and _since(entry.get("finished_at"), cutoff)]
+        _set_meta(conn, "checks", len(checks))
         for event in events:
             if event.kind in wanted and Outbox.queue(conn, event, channels, now):
                 queued.append(event)

@@ -10,7 +10,8 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-EventKind = Literal["run_failed", "recovered", "champion_moved", "trigger_fired", "data_gate_blocked", "daemon_stopped"]
+EventKind = Literal["run_failed", "recovered", "champion_moved", "trigger_fired", "data_gate_blocked", "daemon_stopped",
+                    "pipeline_check_failed"]
 #: every event that can send a message
 EVENTS: tuple[EventKind, ...] = get_args(EventKind)
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"

@@ -35,19 +35,34 @@ def find_project_root(start: Path | None = None) -> Path:
 
 @dataclass(frozen=True)
 class Project:
-    """A ct-notebooks project: its folder, configuration and the paths derived from them."""
+    """A ct-notebooks project: its folder, configuration and the paths derived from them.
+
+    ``source`` is where ``ct.yaml`` and the stage notebooks are read from when that is not the project
+    folder itself: a deployed pipeline version (see :mod:`ct_notebooks.deployment`). Data, runs and the
+    registry always belong to ``root``.
+    """
 
     root: Path
     config: ProjectConfig
+    source: Path | None = None
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, search_parents: bool = True) -> Project:
-        """Load the project at ``path`` (or the nearest one above it)."""
+    def load(cls, path: Path | str | None = None, *, search_parents: bool = True,
+             source: Path | str | None = None) -> Project:
+        """Load the project at ``path`` (or the nearest one above it), its pipeline from ``source`` if given."""
         start = Path(path) if path is not None else Path.cwd()
         root = find_project_root(start) if search_parents else start.resolve()
         if not (root / CONFIG_FILE).is_file():
             raise ProjectNotFound(f"no {CONFIG_FILE} in {root}")
-        return cls(root=root, config=load_config(root / CONFIG_FILE))
+        if source is None:
+            return cls(root=root, config=load_config(root / CONFIG_FILE))
+        folder = Path(source).resolve()
+        return cls(root=root, config=load_config(folder / CONFIG_FILE), source=folder)
+
+    @property
+    def pipeline_root(self) -> Path:
+        """The folder ``ct.yaml`` and the stage notebooks come from."""
+        return self.source or self.root
 
     @property
     def name(self) -> str:
@@ -123,8 +138,8 @@ class Project:
                               key=f"pipelines.{name}") from None
 
     def notebook_path(self, notebook: str) -> Path:
-        """Resolve a stage notebook path; it must stay inside the project."""
-        path = (self.root / notebook).resolve()
-        if not path.is_relative_to(self.root):
+        """Resolve a stage notebook path; it must stay inside the project (or the deployed version)."""
+        path = (self.pipeline_root / notebook).resolve()
+        if not path.is_relative_to(self.pipeline_root):
             raise ConfigError(f"stage notebook {notebook!r} resolves outside the project", key="pipelines")
         return path

@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor as PoolExecutor
@@ -23,6 +22,7 @@ from filelock import FileLock, Timeout
 from .archive import atomic_write_bytes, atomic_write_json, is_disk_full, new_run_id
 from .background import BackgroundWork, worker_pool
 from .config import StageConfig
+from .deployment import git_commit, version_of
 from .errors import NoSpace, ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
 from .liveness import this_process
@@ -65,18 +65,6 @@ def _package_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return versions
-
-
-def _git_commit(root: Path) -> str | None:
-    if shutil.which("git") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def _free_mb(path: Path) -> float:
@@ -176,6 +164,13 @@ class Runner:
             )
         return plan
 
+    def _lineage(self) -> dict[str, Any]:
+        """What a new run records of where it comes from: commit, pipeline version, package versions."""
+        version = version_of(self.project, with_commit=False)
+        return {"project_commit": git_commit(self.project.root), "pipeline_version": version.version,
+                "pipeline_source": "deployed" if self.project.source is not None else "working copy",
+                "packages": _package_versions()}
+
     @contextlib.contextmanager
     def _pipeline_lock(self, pipeline: str) -> Iterator[Path]:
         locks = self.project.locks_dir
@@ -226,7 +221,7 @@ class Runner:
                 decision=decision,
                 parameters=plan,
                 stages=[StageRecord(name=s.name, notebook=s.notebook, parameters=plan[s.name]) for s in config.stages],
-                lineage={"project_commit": _git_commit(self.project.root), "packages": _package_versions()},
+                lineage=self._lineage(),
             )
             record.pid, record.host, record.pid_started_at = this_process()
             self._write_owner(owner, record.run_id)
@@ -330,11 +325,16 @@ class Runner:
             elif stage.status == RunStatus.PENDING:
                 stage.status = RunStatus.SKIPPED
 
+    def _kernel_cwd(self, stage: StageConfig) -> Path:
+        """A stage kernel's working folder: the notebook's folder in the project, also for a deployed version."""
+        folder = (self.project.root / stage.notebook).parent
+        return folder if folder.is_dir() else self.project.notebook_path(stage.notebook).parent
+
     def _prepare(self, stages: list[StageConfig], start: int) -> None:
         """Start the kernels of the first stages to run while the run is being set up."""
         for stage in stages[start:start + 2]:
             notebook = self.project.notebook_path(stage.notebook)
-            self.executor.prepare(self.project.config.runner.kernel_name, notebook.parent, notebook)
+            self.executor.prepare(self.project.config.runner.kernel_name, self._kernel_cwd(stage), notebook)
 
     def _execute(self, record: RunRecord, stages: list[StageConfig], *, start: int,
                  reserve: Path | None = None) -> RunRecord:
@@ -408,6 +408,7 @@ class Runner:
         self._emit(RunEvent("stage_started", record.run_id, record.pipeline, stage.name, index + 1, len(stages)))
         context = {
             "project_dir": str(self.project.root),
+            "pipeline_source": None if self.project.source is None else str(self.project.source),
             "run_dir": str(run_dir),
             "run_id": record.run_id,
             "pipeline": record.pipeline,
@@ -423,7 +424,7 @@ class Runner:
             parameters={**stage_record.parameters, CONTEXT_PARAMETER: context},
             timeout_s=stage.timeout_s or self.project.config.runner.stage_timeout_s,
             kernel_name=kernel_name,
-            cwd=notebook.parent,
+            cwd=self._kernel_cwd(stage),
             upcoming=tuple(self.project.notebook_path(s.notebook) for s in stages[index + 1:index + 3]),
         )
 

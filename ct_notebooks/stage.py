@@ -186,7 +186,8 @@ def context(ct_context: dict[str, Any] | None = None, *, stage: str, pipeline: s
     overlaid by outputs of stages run interactively before.
     """
     if ct_context:
-        project = Project.load(ct_context["project_dir"], search_parents=False)
+        project = Project.load(ct_context["project_dir"], search_parents=False,
+                               source=ct_context.get("pipeline_source"))
         run_dir = Path(ct_context["run_dir"])
         upstream = {
             name: {**values, "__run_dir__": str(run_dir)}
