@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test modules run on this many workers, longest first (tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench install clean lab ui-test docs
 
@@ -26,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/ruff check ct_notebooks tests benchmarks
 	$(BIN)/mypy
 	.ci/ui-tests.sh build
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 	.ci/ui-tests.sh test
 
 # JupyterLab extension: build, jest, Galata in headless Debian chromium (installs chromium if missing)
