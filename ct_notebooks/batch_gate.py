@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import Counter
@@ -16,6 +15,7 @@ import pandas as pd
 
 from .config import ProjectConfig
 from .datasets import BATCH_COLUMN, categorical_columns, is_categorical_dtype, read_batch, read_snapshot
+from .digests import file_sha256
 from .errors import CTError
 from .validation import check_batch_quality, check_schema, declared_schema, dtype_family, infer_schema
 
@@ -31,11 +31,7 @@ REASON_SUFFIX = ".reason.json"
 
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + file_sha256(path)
 
 
 @dataclass

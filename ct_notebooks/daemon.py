@@ -9,7 +9,6 @@ live workers and reaps dead ones (their runs become ``failed``; retried when con
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from .costs import cost_last_24h
 from .decisions import STORE_FILE, Job, Store
 from .deploy_watch import PipelineWatch
 from .deployment import deployed, deployed_requiring_check, runnable_project, version_of
+from .digests import file_sha256
 from .errors import CTError, DaemonError, DaemonRunning, InputError, RunInProgress, RunNotFound
 from .liveness import pid_alive as _pid_alive
 from .liveness import process_start_time as process_started
@@ -79,11 +79,8 @@ def store_for(project: Project) -> Store:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a landed file: the same content lands once, whatever its name."""
+    return file_sha256(path)
 
 
 def count_rows(path: Path) -> int | None:

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import time_formats
 from .config import DataConfig, ProjectConfig
+from .digests import file_sha256
 from .errors import ConfigError, CTError, ParameterError
 from .project import SNAPSHOT_SUFFIX
 
@@ -349,15 +350,6 @@ def write_snapshot(frame: pd.DataFrame, path: Path, *, store: Path | None = None
     return path
 
 
-def snapshot_digest(path: Path) -> str:
-    """Hex sha256 of the bytes of ``path``: the name of its content in a snapshot store."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _link_from_store(written: Path, path: Path, store: Path) -> bool:
     """Make ``path`` a hard link to the store's copy of ``written`` (placed there first when new).
 
@@ -366,7 +358,7 @@ def _link_from_store(written: Path, path: Path, store: Path) -> bool:
     size = written.stat().st_size
     try:
         store.mkdir(parents=True, exist_ok=True)
-        stored = store / f"{snapshot_digest(written)}{SNAPSHOT_SUFFIX}"
+        stored = store / f"{file_sha256(written)}{SNAPSHOT_SUFFIX}"
         for _attempt in range(5):
             try:
                 os.link(written, stored)  # atomic, and never replaces a file of the same name
