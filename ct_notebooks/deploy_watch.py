@@ -1,6 +1,7 @@
 """The daemon's side of the pipeline track: check a changed working copy on a sample, in a child process.
 
-Each distinct working-copy version is checked once (a failed one is not retried until it changes again);
+Each distinct working-copy version is checked once (a failed one is not retried until it changes again; one
+whose check was stopped, by a stopping daemon for one, is checked again);
 a working ``ct.yaml`` that does not even load is recorded as a failed check without running anything.
 """
 
@@ -48,6 +49,11 @@ class PipelineWatch:
         except CTError as exc:
             return "unloadable-" + hashlib.sha256(str(exc).encode()).hexdigest()[:12], str(exc)
 
+    def checked_before(self, version: str) -> bool:
+        """A finished check of ``version`` is on record (by hand, or by an earlier daemon); a stopped one is not."""
+        return any(c.get("version") == version and not c.get("cancelled")
+                   for c in read_checks(self.root, limit=CHECKS_REMEMBERED))
+
     def poll(self, every_s: float) -> None:
         """At most every ``every_s`` seconds: start a check of a new working-copy version."""
         if self.checking or time.monotonic() - self._polled_at < every_s:
@@ -58,8 +64,8 @@ class PipelineWatch:
         if (info is not None and info.get("version") == version) or version in self._seen:
             return
         self._seen.add(version)
-        if any(c.get("version") == version for c in read_checks(self.root, limit=CHECKS_REMEMBERED)):
-            return  # checked before (by hand, or by an earlier daemon)
+        if self.checked_before(version):
+            return
         if problem is not None:
             now = now_iso()
             record_check(self.root, {"id": new_run_id(), "version": version, "passed": False, "actor": "daemon",

@@ -292,7 +292,8 @@ def scan(project: Project, now: datetime | None = None) -> list[Event]:
         checks = read_checks(project.root)
         check_from = int(_meta(conn, "checks") or 0)
         events += [_check_event(project, entry) for entry in checks[check_from:]
-                   if not entry.get("passed") and _since(entry.get("finished_at"), cutoff)]
+                   if not entry.get("passed") and not entry.get("cancelled")
+                   and _since(entry.get("finished_at"), cutoff)]
         _set_meta(conn, "checks", len(checks))
         for event in events:
             if event.kind in wanted and Outbox.queue(conn, event, channels, now):

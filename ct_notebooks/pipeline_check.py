@@ -124,10 +124,14 @@ def check(project: Project, *, actor: str = "cli", deploy_passed: bool = True) -
                 entry.setdefault("runs", {})[name] = {"run_id": record.run_id, "status": str(record.status),
                                                       "folder": str(runner.archive.run_dir(name, record.run_id))}
                 if record.status != RunStatus.SUCCEEDED:
+                    entry["cancelled"] = record.status == RunStatus.CANCELLED
                     entry["error"] = f"pipeline {name!r} {record.status}" + (
                         f" at stage {record.failed_stage!r}: {record.error}" if record.failed_stage else
                         f": {record.error}" if record.error else "")
                     break
+    except KeyboardInterrupt:  # stopped (Ctrl-C, SIGTERM from a stopping daemon): says nothing of the version
+        entry["cancelled"] = True
+        entry["error"] = "the check was stopped before it finished"
     except Exception as exc:  # a check that cannot even start is a failed check, recorded like one
         entry["error"] = f"{type(exc).__name__}: {exc}"
     entry["passed"] = "error" not in entry

@@ -157,3 +157,16 @@ def test_the_daemon_follows_a_new_deployment_and_queues_a_retrain(project_root: 
         assert len(store_for(daemon.project).jobs(states=("queued",))) == 1, "one retrain per deployed version"
     finally:
         daemon._shutdown()
+
+
+def test_a_stopped_check_is_checked_again_a_finished_one_is_not(project_root: Path) -> None:
+    watch = PipelineWatch(project_root.resolve(), lambda _text: None)
+    version, problem = watch.working_version()
+    assert problem is None and not watch.checked_before(version)
+    deployment.record_check(project_root, {"id": "c1", "version": version, "passed": False, "cancelled": True,
+                                           "error": "the check was stopped before it finished"})
+    assert not watch.checked_before(version), "a check a stopping daemon cut short says nothing of the version"
+    deployment.record_check(project_root, {"id": "c2", "version": version, "passed": False, "cancelled": False,
+                                           "error": "pipeline 'train' failed at stage 'train'"})
+    assert watch.checked_before(version)
+    assert not watch.checked_before("another-version")
