@@ -230,6 +230,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(_summary(record))
     print(f"  trigger: {record.trigger}  {record.reason}")
     print(f"  folder: {folder}")
+    if record.lineage.get("pipeline_version"):
+        commit = record.lineage.get("project_commit")
+        print(f"  pipeline version: {record.lineage['pipeline_version']} ({record.lineage.get('pipeline_source')})"
+              + (f", commit {str(commit)[:12]}" if commit else ""))
     for i, stage in enumerate(record.stages, 1):
         secs = f"{stage.duration_s:.2f}s" if stage.duration_s is not None else ""
         print(f"  {i}. {stage.name:12} {stage.status!s:11} {secs:>8}  {stage.executed_notebook or ''}")

@@ -77,5 +77,7 @@ def test_a_broken_change_fails_its_check_and_the_deployed_version_keeps_running(
     assert record.status == RunStatus.SUCCEEDED, record.error
     assert record.lineage["pipeline_version"] == first["version"]
     assert record.lineage["pipeline_source"] == "deployed"
+    assert cli.main(["show", record.run_id, "--project", str(root)]) == 0
+    assert f"pipeline version: {first['version']} (deployed)" in capsys.readouterr().out
     executed = project.runs_dir / "train" / record.run_id / "03-train.ipynb"
     assert executed.is_file() and BROKEN not in executed.read_text()
