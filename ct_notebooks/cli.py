@@ -474,10 +474,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from . import daemon
+    from .deployment import runnable_project
 
     if args.run and args.dry_run:
         raise CTError("--run executes what the check starts; it cannot go with --dry-run")
-    project = _project(args)
+    project = runnable_project(_project(args).root)  # what the daemon would run (deploy.require_check)
     store = daemon.store_for(project)
     _check_time_column(project)
     engine = daemon.Engine(project, store, dry_run=args.dry_run)

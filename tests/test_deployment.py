@@ -10,7 +10,7 @@ import pytest
 import yaml
 from credit_data import build_small_project, small_config
 
-from ct_notebooks import deployment
+from ct_notebooks import cli, deployment
 from ct_notebooks.daemon import Daemon, store_for
 from ct_notebooks.deploy_watch import PipelineWatch
 from ct_notebooks.errors import ConfigError
@@ -170,3 +170,16 @@ def test_a_stopped_check_is_checked_again_a_finished_one_is_not(project_root: Pa
                                            "error": "pipeline 'train' failed at stage 'train'"})
     assert watch.checked_before(version)
     assert not watch.checked_before("another-version")
+
+
+def test_ctn_check_acts_on_the_version_the_daemon_would_run(project_root: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _set_config(project_root, deploy={"require_check": True})
+    assert cli.main(["check", "--dry-run", "--project", str(project_root)]) == 2
+    assert "ctn pipeline check" in capsys.readouterr().err
+    _deploy_working_copy(project_root)
+    _set_config(project_root, deploy={"require_check": True}, triggers={"rules": {"nightly": {
+        "kind": "schedule", "cron": "0 3 * * *", "pipeline": "train"}}})
+    assert cli.main(["check", "--dry-run", "--project", str(project_root)]) == 0
+    out = capsys.readouterr().out
+    assert "no trigger rules in ct.yaml" in out, "the deployed version has no rules; the unchecked edit is not run"
