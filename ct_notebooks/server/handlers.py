@@ -303,6 +303,15 @@ class TriggerEventHandler(BaseHandler):
         self.reply(data, status)
 
 
+class PipelineHandler(BaseHandler):
+    auth_resource = "ct_notebooks:pipeline"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.pipeline_status))
+
+
 class DaemonHandler(BaseHandler):
     auth_resource = "ct_notebooks:daemon"
 
@@ -338,6 +347,7 @@ ROUTES: list[tuple[str, str, type[tornado.web.RequestHandler]]] = [
     ("/drift", r"/drift", DriftHandler),
     ("/triggers", r"/triggers", TriggersHandler),
     ("/triggers/{rule}", r"/triggers/(?P<rule>[^/]+)", TriggerEventHandler),
+    ("/pipeline", r"/pipeline", PipelineHandler),
     ("/daemon", r"/daemon", DaemonHandler),
     ("/daemon/{action}", r"/daemon/(?P<action>start|stop)", DaemonActionHandler),
 ]

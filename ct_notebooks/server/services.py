@@ -640,6 +640,15 @@ class Services:
             [{**d.to_dict(), "run": results.get(d.run_id or "")} for d in decisions]))
         return info
 
+    def pipeline_status(self) -> dict[str, Any]:
+        """The pipeline track: working copy vs deployed version, files changed, the newest checks."""
+        from ..deployment import read_checks, status
+
+        project = self.project()
+        info = status(project)
+        info["checks"] = read_checks(project.root, limit=10)
+        return self._scrub_value(_jsonable(info))
+
     def daemon_status(self) -> dict[str, Any]:
         daemon = _daemon_module()
         if daemon is None:

@@ -115,3 +115,22 @@ async def test_an_upstream_system_signals_an_event_rule_once_per_key(jp_fetch: A
     assert code == 400 and "no event rule 'hourly'" in error["message"] and "upstream" in error["message"]
     code, error, _ = await call(jp_fetch, "triggers/upstream", "POST", {"reason": "x", "pipeline": "monitor"})
     assert code == 400 and "pipeline" in error["message"]
+
+
+async def test_pipeline_track_working_copy_deployed_version_and_checks(jp_fetch: Any, idle_project: Project) -> None:
+    from ct_notebooks import deployment
+
+    code, track, _ = await call(jp_fetch, "pipeline")
+    assert code == 200, track
+    assert track["deployed"] is None and track["up_to_date"] is False and track["checks"] == []
+    working = track["working"]["version"]
+    assert working == deployment.version_of(idle_project).version
+
+    version, _ = deployment.snapshot(idle_project)
+    deployment.deploy(idle_project, version, check_id="c1")
+    deployment.record_check(idle_project.root, {"id": "c1", "version": version.version, "passed": True,
+                                                "scratch": str(idle_project.root / ".ct" / "pipeline" / "checks")})
+    code, track, _ = await call(jp_fetch, "pipeline")
+    assert code == 200 and track["up_to_date"] is True and track["deployed"]["version"] == working
+    assert [c["id"] for c in track["checks"]] == ["c1"]
+    assert str(idle_project.root) not in str(track), "server paths are shown relative to the project"
