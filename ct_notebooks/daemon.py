@@ -484,8 +484,8 @@ class Daemon:
         self._deployed_version = version
         self.log(f"pipeline: now running deployed version {version}" + (f" (was {previous})" if previous else ""))
         if previous is not None and self.project.config.deploy.retrain_on_change:
-            changed = sorted(k for k, v in version_of(self.project, with_commit=False).files.items()
-                             if version_of(before, with_commit=False).files.get(k) != v)
+            old = version_of(before, with_commit=False).files
+            changed = sorted(k for k, v in version_of(self.project, with_commit=False).files.items() if old.get(k) != v)
             self._retrain_on_change(version, previous, changed, str(info.get("check")))
 
     def _switch(self, project: Project) -> None:
@@ -497,12 +497,16 @@ class Daemon:
         self.project = project
         self.config = project.config.triggers
         self.engine = Engine(project, self.store)
-        for spare in self._spares:  # they loaded the version before; an empty stdin makes them exit
+        self._release_spares()  # they loaded the version before
+        self._spares = []
+        self._start_scheduler()
+
+    def _release_spares(self) -> None:
+        """An empty stdin: each ready worker exits without a job (reaped with the other workers)."""
+        for spare in self._spares:
             if spare.stdin is not None:
                 with contextlib.suppress(OSError):
                     spare.stdin.close()
-        self._spares = []
-        self._start_scheduler()
 
     def _retrain_on_change(self, version: str, previous: str, changed: list[str], check: str) -> None:
         now = _now()
@@ -807,10 +811,7 @@ class Daemon:
         if self._scheduler is not None:
             with contextlib.suppress(Exception):
                 self._scheduler.shutdown(wait=False)
-        for spare in self._spares:  # an empty line on stdin: the spare exits without a job
-            if spare.stdin is not None:
-                with contextlib.suppress(OSError):
-                    spare.stdin.close()
+        self._release_spares()
         for spare in self._spares:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 spare.wait(timeout=10)
