@@ -6,11 +6,14 @@ import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .archive import Archive
 from .models import RunRecord
 from .timestamps import parse_iso
+
+if TYPE_CHECKING:
+    from .project import Project
 
 #: runs read to total a pipeline's last 24 hours (newest first)
 BUDGET_SCAN = 1000
@@ -43,16 +46,21 @@ def folder_bytes(folder: Path) -> int:
     return sum(folder_files(folder).values())
 
 
+def last_24h(archive: Archive, pipeline: str, now: datetime) -> tuple[int, float]:
+    """Runs the pipeline created in the 24 hours before ``now``, and their kernel CPU seconds."""
+    since = now - timedelta(hours=24)
+    runs, total = 0, 0.0
+    for record in archive.list(pipeline=pipeline, limit=BUDGET_SCAN):
+        if parse_iso(record.created_at, assume_utc=False) < since:
+            break
+        runs += 1
+        total += cpu_seconds(record)
+    return runs, total
+
+
 def cost_last_24h(archive: Archive, pipeline: str, now: datetime, cpu_hour_price: float) -> float:
     """What the pipeline's runs created in the 24 hours before ``now`` cost."""
-    since = now - timedelta(hours=24)
-    total = 0.0
-    for record in archive.list(pipeline=pipeline, limit=BUDGET_SCAN):
-        created = parse_iso(record.created_at, assume_utc=False)
-        if created < since:
-            break
-        total += cpu_seconds(record)
-    return total / 3600.0 * cpu_hour_price
+    return last_24h(archive, pipeline, now)[1] / 3600.0 * cpu_hour_price
 
 
 def totals(records: Iterable[RunRecord], archive: Archive, cpu_hour_price: float | None) -> dict[str, Any]:
@@ -85,3 +93,23 @@ def totals(records: Iterable[RunRecord], archive: Archive, cpu_hour_price: float
     for entry in [*by_pipeline.values(), *by_trigger.values()]:
         entry["cost"] = price(entry["cpu_s"], cpu_hour_price)
     return {"pipelines": by_pipeline, "triggers": by_trigger}
+
+
+def summary(project: Project, now: datetime, *, limit: int = BUDGET_SCAN) -> dict[str, Any]:
+    """What the sidebar and the dashboard show: totals of the newest ``limit`` runs, and the daily budget.
+
+    ``budget`` has one entry per pipeline of ``ct.yaml``: its runs and cost of the last 24 hours beside the
+    guards that cap rule-started runs (``triggers.guards.max_per_day`` and ``max_cost_per_day``).
+    """
+    archive = project.archive()
+    cost = project.config.cost
+    records = archive.list(limit=limit)
+    guards = project.config.triggers.guards
+    budget = {}
+    for pipeline in project.config.pipelines:
+        runs, cpu_s = last_24h(archive, pipeline, now)
+        budget[pipeline] = {"runs_last_24h": runs, "cpu_s_last_24h": cpu_s,
+                            "cost_last_24h": price(cpu_s, cost.cpu_hour_price),
+                            "max_per_day": guards.max_per_day, "max_cost_per_day": guards.max_cost_per_day}
+    return {**totals(records, archive, cost.cpu_hour_price), "runs_counted": len(records),
+            "currency": cost.currency, "cpu_hour_price": cost.cpu_hour_price, "budget": budget}

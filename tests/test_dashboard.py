@@ -11,6 +11,7 @@ from dashboard_project import demo_runs_project
 from ct_notebooks.archive import Archive
 from ct_notebooks.dashboard import (
     ComparisonView,
+    CostPanel,
     Dashboard,
     DriftHeatmap,
     MetricHistory,
@@ -187,5 +188,32 @@ def test_dashboard_accepts_a_folder_and_shows_the_champion(project: Project, tmp
     assert dashboard.comparison.run.options == () and dashboard.drift.matrix.batches == []
     assert "champion <b>none</b>" in dashboard.header.value
     assert dashboard.tabs.titles == ("Runs", "Metric history", "Champion vs contender", "Drift",
-                                     "Run & triggers", "Registry")
+                                     "Run & triggers", "Registry", "Cost")
+    assert dashboard.cost.data["pipelines"] == {} and "0 run(s) counted" in dashboard.cost.note.value
     assert "v" in Dashboard(project).header.value
+
+
+def test_cost_panel_totals_each_pipeline_and_trigger_from_the_archive(project: Project, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from ct_notebooks.costs import cpu_seconds, folder_bytes
+    from ct_notebooks.timestamps import parse_iso
+
+    records = _records(project)
+    panel = CostPanel(project)
+    archive = Archive(project.runs_dir, project.index_path)
+    for pipeline in {r.pipeline for r in records}:
+        mine = [r for r in records if r.pipeline == pipeline]
+        entry = panel.data["pipelines"][pipeline]
+        assert entry["runs"] == len(mine)
+        assert entry["cpu_s"] == pytest.approx(sum(cpu_seconds(r) for r in mine)) and entry["cpu_s"] > 0
+        # each run keeps its own files, so the total is the sum of the run folders
+        assert entry["archive_bytes"] == sum(folder_bytes(archive.run_dir(pipeline, r.run_id)) for r in mine)
+        assert f">{pipeline}<" in panel.by_pipeline.value
+    assert sum(e["runs"] for e in panel.data["triggers"].values()) == len(records)
+    assert "no price set" in panel.note.value and "cost.cpu_hour_price" in panel.note.value
+    newest = max(parse_iso(r.created_at) for r in records)
+    panel.refresh(now=newest + timedelta(days=2))
+    assert all(day["runs_last_24h"] == 0 for day in panel.data["budget"].values())
+    panel.refresh(now=newest + timedelta(minutes=1))
+    assert sum(day["runs_last_24h"] for day in panel.data["budget"].values()) == len(records)

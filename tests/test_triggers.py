@@ -498,6 +498,18 @@ def test_run_totals_price_cpu_time_and_a_cost_budget_holds_rules_back(
     assert cli.main(["trigger", "labels", "--project", str(project.root)]) == 0
     out = capsys.readouterr().out
     assert "suppressed" in out and "daily cost budget" in out, out
+    from datetime import timedelta
+
+    from ct_notebooks.costs import summary
+    from ct_notebooks.timestamps import parse_iso
+
+    now = parse_iso(second.created_at)
+    day = summary(Project.load(project.root, search_parents=False), now + timedelta(minutes=1))["budget"]["train"]
+    assert day["runs_last_24h"] == 2 and day["cost_last_24h"] == pytest.approx(spent)
+    assert day["max_cost_per_day"] == pytest.approx(spent / 2) and day["max_per_day"] is None
+    later = summary(Project.load(project.root, search_parents=False), now + timedelta(days=2))
+    assert later["budget"]["train"]["runs_last_24h"] == 0 and later["budget"]["train"]["cost_last_24h"] == 0
+    assert later["pipelines"]["train"]["runs"] == 2  # the totals are not limited to the last day
     del config["cost"]
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=r"triggers\.guards\.max_cost_per_day: a cost budget needs a price"):

@@ -2,6 +2,7 @@
 
 from .comparison import ComparisonView
 from .composite import Dashboard
+from .cost_panel import CostPanel
 from .drift_heatmap import DriftHeatmap
 from .metric_history import MetricHistory
 from .registry_panel import RegistryPanel
@@ -10,6 +11,7 @@ from .trigger_panel import TriggerPanel, check_triggers
 
 __all__ = [
     "ComparisonView",
+    "CostPanel",
     "Dashboard",
     "DriftHeatmap",
     "MetricHistory",

@@ -11,6 +11,7 @@ import ipywidgets as widgets
 
 from ._data import archive_of
 from .comparison import ComparisonView
+from .cost_panel import CostPanel
 from .drift_heatmap import DriftHeatmap
 from .metric_history import MetricHistory
 from .registry_panel import RegistryPanel
@@ -21,11 +22,11 @@ if TYPE_CHECKING:
     from ..project import Project
     from ..runner import RunEvent
 
-TABS = ("Runs", "Metric history", "Champion vs contender", "Drift", "Run & triggers", "Registry")
+TABS = ("Runs", "Metric history", "Champion vs contender", "Drift", "Run & triggers", "Registry", "Cost")
 
 
 class Dashboard(widgets.VBox):
-    """Runs, metric history, comparison, drift, trigger and registry panels of one project."""
+    """Runs, metric history, comparison, drift, trigger, registry and cost panels of one project."""
 
     def __init__(self, project: Project | str | Path, *, live: bool = False, interval_s: float = 5.0) -> None:
         from ..project import Project as _Project
@@ -42,10 +43,11 @@ class Dashboard(widgets.VBox):
         self.drift = DriftHeatmap(self.project)
         self.triggers = TriggerPanel(self.project)
         self.registry = RegistryPanel(self.project)
+        self.cost = CostPanel(self.project)
         self.refresh_button = widgets.Button(description="Refresh all", icon="refresh")
         self.live = widgets.Checkbox(description=f"live (every {interval_s:g} s)", value=False, indent=False)
         self.tabs = widgets.Tab(children=[self.runs, self.history, self.comparison, self.drift, self.triggers,
-                                          self.registry], titles=TABS)
+                                          self.registry, self.cost], titles=TABS)
         self.refresh_button.on_click(lambda _: self.refresh())
         self.live.observe(lambda change: self.set_live(bool(change["new"])), names="value")
         self.runs.on_select(self._on_select)
@@ -64,7 +66,8 @@ class Dashboard(widgets.VBox):
 
     def refresh(self) -> None:
         """Read everything again (archive, registry, trigger decisions)."""
-        for part in (self.runs, self.history, self.comparison, self.drift, self.triggers, self.registry):
+        for part in (self.runs, self.history, self.comparison, self.drift, self.triggers, self.registry,
+                     self.cost):
             part.refresh()
         self._update_header()
         self._signature = self._archive_signature()

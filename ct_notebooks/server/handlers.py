@@ -312,6 +312,15 @@ class PipelineHandler(BaseHandler):
         self.reply(await self.call(self.services.pipeline_status))
 
 
+class CostsHandler(BaseHandler):
+    auth_resource = "ct_notebooks:costs"
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.reply(await self.call(self.services.costs))
+
+
 class DaemonHandler(BaseHandler):
     auth_resource = "ct_notebooks:daemon"
 
@@ -348,6 +357,7 @@ ROUTES: list[tuple[str, str, type[tornado.web.RequestHandler]]] = [
     ("/triggers", r"/triggers", TriggersHandler),
     ("/triggers/{rule}", r"/triggers/(?P<rule>[^/]+)", TriggerEventHandler),
     ("/pipeline", r"/pipeline", PipelineHandler),
+    ("/costs", r"/costs", CostsHandler),
     ("/daemon", r"/daemon", DaemonHandler),
     ("/daemon/{action}", r"/daemon/(?P<action>start|stop)", DaemonActionHandler),
 ]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -639,6 +640,12 @@ class Services:
         info["decisions"] = self._scrub_value(_jsonable(
             [{**d.to_dict(), "run": results.get(d.run_id or "")} for d in decisions]))
         return info
+
+    def costs(self) -> dict[str, Any]:
+        """Runs, CPU and wall seconds, archive bytes and cost per pipeline and trigger; each pipeline's last day."""
+        from ..costs import summary
+
+        return self._scrub_value(_jsonable(summary(self.project(), datetime.now(UTC))))
 
     def pipeline_status(self) -> dict[str, Any]:
         """The pipeline track: working copy vs deployed version, files changed, the newest checks."""

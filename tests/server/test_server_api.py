@@ -349,6 +349,24 @@ async def test_triggers_and_daemon(jp_fetch: Any, demo_project: dict[str, Any]) 
     assert code == 404
 
 
+async def test_costs_total_runs_per_pipeline_and_trigger(jp_fetch: Any, demo_project: dict[str, Any]) -> None:
+    code, costs, _ = await call(jp_fetch, "costs")
+    assert code == 200, costs
+    code, page, _ = await call(jp_fetch, "runs", limit=200)
+    assert code == 200 and not page["has_more"]
+    listed: dict[str, int] = {}
+    for run in (r for r in page["runs"] if r["status"] != "queued"):  # a queued launch is not archived yet
+        listed[run["pipeline"]] = listed.get(run["pipeline"], 0) + 1
+    assert {name: entry["runs"] for name, entry in costs["pipelines"].items()} == listed
+    train = costs["pipelines"]["train"]
+    assert train["cpu_s"] > 0 and train["wall_s"] >= sum(s["wall_s"] for s in train["stages"].values()) * 0.5
+    assert train["archive_bytes"] > 100_000 and train["cost"] is None and costs["cpu_hour_price"] is None
+    assert set(train["stages"]) == {"ingest", "validate", "train", "evaluate", "register"}
+    assert costs["triggers"]["manual"]["runs"] >= 2 and costs["triggers"]["drift"]["runs"] >= 1
+    assert set(costs["budget"]) == {"train", "monitor"} and costs["budget"]["train"]["runs_last_24h"] >= 3
+    assert str(demo_project["root"]) not in json.dumps(costs)
+
+
 # -- detached runs ----------------------------------------------------------------------------------
 async def test_start_run_idempotent_detached_and_finishes(jp_fetch: Any, demo_project: dict[str, Any]) -> None:
     body = {"pipeline": "monitor", "parameters": {"score": {"batch": "batch-01.csv"}}, "reason": "api test"}
