@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 import tornado.web
 
-from ct_notebooks import errors
+from ct_notebooks import cli, errors
 from ct_notebooks.errors import (
     ApiError,
     ArchiveError,
@@ -158,3 +159,30 @@ def test_http_error_answers_tornado_errors_and_only_maps_tree_types() -> None:
     assert http_error(tornado.web.HTTPError(404), None) == (404, "not_found", "not found")
     assert http_error(tornado.web.HTTPError(403), None)[:2] == (403, "forbidden")
     assert all(issubclass(kind, CTError) for kind in HTTP_ERRORS)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        DataError("batch file b.csv cannot be read"),
+        VersionNotFound("model 'm' has no version 9", model="m", version=9),
+        RegistryUnavailable("listing versions of model 'm' failed: boom"),
+        RunFileNotFound("run r has no file 'x'", run_id="r", path="x"),
+        ScaffoldError("ct.yaml already exists (use --force to overwrite)"),
+    ],
+)
+def test_ctn_exits_2_with_the_message_for_every_type(
+    exc: CTError, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def refuse(args: object) -> object:
+        raise exc
+
+    monkeypatch.setattr(cli, "_project", refuse)
+    assert cli.main(["models", "--project", str(tmp_path)]) == cli.EXIT_USAGE
+    assert capsys.readouterr().err == f"ctn: error: {exc}\n"
+
+
+def test_ctn_check_refuses_run_with_dry_run_as_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "--run", "--dry-run", "--project", str(tmp_path)]) == cli.EXIT_USAGE
+    assert "cannot go with --dry-run" in capsys.readouterr().err
+
