@@ -327,7 +327,8 @@ def test_unserializable_model_is_a_registry_error_and_leaves_no_version(reg: Reg
         def predict(self, X: pd.DataFrame) -> np.ndarray:
             return np.zeros(len(X), dtype=int)
 
-    with pytest.raises(RegistryUnavailable, match=r"logging a new version of model 'churn' \(run 'train'\) failed") as info:
+    logging_failed = r"logging a new version of model 'churn' \(run 'train'\) failed"
+    with pytest.raises(RegistryUnavailable, match=logging_failed) as info:
         log(reg, trained, model=Locked())
     assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
     assert reg.versions() == [] and reg.alias_version("contender") is None
