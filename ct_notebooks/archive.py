@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchiveError, InvalidRunId, NoSpace, RunNotFound, SchemaVersionError
+from .errors import ArchiveError, InvalidRunId, NoSpace, RunFileNotFound, RunNotFound, SchemaVersionError
 from .liveness import RUNNER_DIED, Liveness, judge
 from .models import RUN_SCHEMA_VERSION, RunRecord, RunStatus, StageError
 from .timestamps import iso, now_iso
@@ -509,13 +509,13 @@ class Archive:
         return record
 
     def resolve(self, run_id: str, relative: str) -> Path:
-        """A path inside a run folder; refuses traversal and symlinks that leave the folder."""
+        """A file inside a run folder; RunFileNotFound for a missing file, traversal or a symlink that leaves it."""
         folder = self.find_dir(run_id).resolve()
         target = (folder / relative).resolve()
         if not target.is_relative_to(folder) or target == folder:
-            raise ArchiveError(f"path {relative[:80]!r} is outside run {run_id}")
+            raise RunFileNotFound(f"path {relative[:80]!r} is outside run {run_id}", run_id=run_id, path=relative)
         if not target.is_file():
-            raise ArchiveError(f"run {run_id} has no file {relative[:80]!r}")
+            raise RunFileNotFound(f"run {run_id} has no file {relative[:80]!r}", run_id=run_id, path=relative)
         return target
 
     def list(

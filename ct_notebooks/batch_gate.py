@@ -16,7 +16,7 @@ import pandas as pd
 from .config import ProjectConfig
 from .datasets import BATCH_COLUMN, categorical_columns, is_categorical_dtype, read_batch, read_snapshot
 from .digests import file_sha256
-from .errors import CTError
+from .errors import CTError, DataError
 from .validation import check_batch_quality, check_schema, declared_schema, dtype_family, infer_schema
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class BatchGate:
         """The rows of the kept batches, stacked in name order (columns missing from a batch become NaN)."""
         kept = [self.frames[name] for name in self.kept]
         if not kept:
-            raise CTError("no batch passed the data gate")
+            raise DataError("no batch passed the data gate")
         return pd.concat(kept, ignore_index=True, sort=False)
 
     def violations(self) -> list[str]:

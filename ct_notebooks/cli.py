@@ -477,7 +477,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .deployment import runnable_project
 
     if args.run and args.dry_run:
-        raise CTError("--run executes what the check starts; it cannot go with --dry-run")
+        raise InputError("--run executes what the check starts; it cannot go with --dry-run", field="--dry-run")
     project = runnable_project(_project(args).root)  # what the daemon would run (deploy.require_check)
     store = daemon.store_for(project)
     _check_time_column(project)
@@ -796,9 +796,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except CTError as exc:
+    except CTError as exc:  # any type of the tree: a run that ran and failed exits through _exit_for instead
         print(f"ctn: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if not isinstance(exc, RuntimeError) else EXIT_FAILED
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("ctn: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,7 @@ import pandas as pd
 from . import time_formats
 from .config import DataConfig, ProjectConfig
 from .digests import file_sha256
-from .errors import ConfigError, CTError, ParameterError
+from .errors import ConfigError, CTError, DataError, ParameterError
 from .project import SNAPSHOT_SUFFIX
 
 #: column added by :func:`read_batches` holding the file name each row came from
@@ -35,7 +35,7 @@ def list_batches(folder: Path, fmt: str = "auto") -> list[Path]:
     if fmt not in _SUFFIXES:
         raise ConfigError(f"data.format {fmt!r} is not one of {sorted(_SUFFIXES)}", key="data.format")
     if not folder.is_dir():
-        raise CTError(f"the incoming folder {folder} does not exist (data.incoming in ct.yaml)")
+        raise DataError(f"the incoming folder {folder} does not exist (data.incoming in ct.yaml)", path=str(folder))
     suffixes = _SUFFIXES[fmt]
     return sorted(
         (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes),
@@ -47,7 +47,7 @@ def resolve_batch(folder: Path, name: str | None, fmt: str = "auto") -> Path:
     """The batch file called ``name`` in ``folder`` (``None``: the newest by name)."""
     batches = list_batches(folder, fmt)
     if not batches:
-        raise CTError(f"no {fmt if fmt != 'auto' else 'CSV or Parquet'} batch files in {folder}")
+        raise DataError(f"no {fmt if fmt != 'auto' else 'CSV or Parquet'} batch files in {folder}", path=str(folder))
     if name is None:
         return batches[-1]
     for path in batches:
@@ -77,9 +77,10 @@ def parse_time(values: pd.Series, column: str, where: str, time_format: str = "i
             parsed = pd.to_datetime(values, format="ISO8601", utc=True)
         except (ValueError, TypeError):
             bad = _first_unparsable(values)
-            raise CTError(
+            raise DataError(
                 f"{where}: time column {column!r} holds a value that is not an ISO date/time: {bad!r} "
-                "(data.time_format: iso; declare another format, e.g. '%d/%m/%Y', in ct.yaml)"
+                "(data.time_format: iso; declare another format, e.g. '%d/%m/%Y', in ct.yaml)",
+                column=column,
             ) from None
     else:
         parsed = _parse_text_time(values, column, where, time_format)
@@ -93,8 +94,8 @@ def _parse_text_time(values: pd.Series, column: str, where: str, time_format: st
         return pd.to_datetime(values, format=time_format, utc=True)
     except (ValueError, TypeError):
         bad = _first_unparsable(values, time_format)
-        raise CTError(f"{where}: time column {column!r} holds a value that does not match data.time_format "
-                      f"{time_format!r}: {bad!r}") from None
+        raise DataError(f"{where}: time column {column!r} holds a value that does not match data.time_format "
+                        f"{time_format!r}: {bad!r}", column=column) from None
 
 
 def suggest_time_format(values: pd.Series) -> str | None:
@@ -113,24 +114,25 @@ def _parse_numeric_time(values: pd.Series, column: str, where: str, time_format:
     numbers = pd.to_numeric(values, errors="coerce")
     bad_mask = numbers.isna() & values.notna()
     if bad_mask.any():
-        raise CTError(f"{where}: time column {column!r} holds {_plain(values[bad_mask].iloc[0])!r}, not a number "
-                      f"(data.time_format: {time_format})")
+        raise DataError(f"{where}: time column {column!r} holds {_plain(values[bad_mask].iloc[0])!r}, not a number "
+                        f"(data.time_format: {time_format})", column=column)
     if time_format == "year":
         finite = numbers.dropna()
         wrong = finite[(finite != finite.round()) | (finite < 1) | (finite > 9999)]
         if not wrong.empty:
             hint = suggest_time_format(values)
             advice = f"; they look like {time_formats.words(hint)}: set data.time_format: {hint}" if hint else ""
-            raise CTError(f"{where}: time column {column!r} holds {_plain(wrong.iloc[0])!r}, not a year "
-                          f"(data.time_format: year){advice}")
+            raise DataError(f"{where}: time column {column!r} holds {_plain(wrong.iloc[0])!r}, not a year "
+                            f"(data.time_format: year){advice}", column=column)
         years = numbers.astype("Int64").astype("string").str.zfill(4)
         return pd.to_datetime(years, format="%Y")
     unit = "s" if time_format == "unix_s" else "ms"
     try:
         return pd.to_datetime(numbers, unit=unit, utc=True)
     except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
-        raise CTError(f"{where}: time column {column!r} holds values out of range for data.time_format "
-                      f"{time_format} (from {_plain(numbers.min())!r} to {_plain(numbers.max())!r})") from None
+        raise DataError(f"{where}: time column {column!r} holds values out of range for data.time_format "
+                        f"{time_format} (from {_plain(numbers.min())!r} to {_plain(numbers.max())!r})",
+                        column=column) from None
 
 
 def check_time_column(config: ProjectConfig | DataConfig, folder: Path, *, rows: int = 200,
@@ -187,9 +189,10 @@ def read_batch(path: Path, config: ProjectConfig | DataConfig) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, low_memory=False) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     except FileNotFoundError:
-        raise CTError(f"batch file {path} does not exist") from None
+        raise DataError(f"batch file {path} does not exist", path=str(path)) from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise CTError(f"batch file {path.name} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+        raise DataError(f"batch file {path.name} cannot be read: {str(exc).splitlines()[0][:200]}",
+                        path=str(path)) from None
     if data.time_column not in frame.columns:
         raise ConfigError(
             f"batch {path.name} has no time column {data.time_column!r} (data.time_column in ct.yaml); "
@@ -205,7 +208,7 @@ def read_batch(path: Path, config: ProjectConfig | DataConfig) -> pd.DataFrame:
 def read_batches(paths: Sequence[Path], config: ProjectConfig | DataConfig) -> pd.DataFrame:
     """Several batches stacked in the given order (columns missing from a batch become NaN)."""
     if not paths:
-        raise CTError("no batch files to read")
+        raise DataError("no batch files to read")
     frames = [read_batch(p, config) for p in paths]
     return pd.concat(frames, ignore_index=True, sort=False)
 
@@ -284,7 +287,8 @@ def apply_training_window(
         ordered = frame.sort_values(time_column, kind="mergesort")
         return ordered.iloc[max(0, len(ordered) - int(value)):].sort_index()
     if BATCH_COLUMN not in frame.columns:
-        raise CTError(f"a window of batches needs the {BATCH_COLUMN!r} column that read_batches adds")
+        raise DataError(f"a window of batches needs the {BATCH_COLUMN!r} column that read_batches adds",
+                        column=BATCH_COLUMN)
     names = sorted(frame[BATCH_COLUMN].unique().tolist())[-int(value):]
     return frame.loc[frame[BATCH_COLUMN].isin(names)]
 
@@ -309,7 +313,7 @@ def time_split(frame: pd.DataFrame, time_column: str, holdout_fraction: float) -
     n = len(frame)
     n_holdout = math.ceil(n * holdout_fraction)
     if n < 2 or n_holdout >= n:
-        raise CTError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {holdout_fraction}")
+        raise DataError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {holdout_fraction}")
     ordered = frame.sort_values(time_column, kind="mergesort").reset_index(drop=True)
     return ordered.iloc[: n - n_holdout].reset_index(drop=True), ordered.iloc[n - n_holdout :].reset_index(drop=True)
 
@@ -390,9 +394,10 @@ def read_snapshot(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
-        raise CTError(f"data snapshot {path} does not exist") from None
+        raise DataError(f"data snapshot {path} does not exist", path=str(path)) from None
     except (OSError, ValueError) as exc:
-        raise CTError(f"data snapshot {path} cannot be read: {str(exc).splitlines()[0][:200]}") from None
+        raise DataError(f"data snapshot {path} cannot be read: {str(exc).splitlines()[0][:200]}",
+                        path=str(path)) from None
 
 
 def _excluded(data: DataConfig) -> set[str]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .archive import atomic_write_json
 from .config import CONFIG_FILE
-from .errors import ConfigError, CTError
+from .errors import ConfigError, DeploymentError, NotDeployed
 from .project import STATE_DIR, Project
 from .timestamps import now_iso
 
@@ -28,10 +28,6 @@ TRACK_DIR = "pipeline"
 DEPLOYED_FILE = "deployed.json"
 CHECKS_LOG = "checks.jsonl"
 VERSION_CHARS = 16
-
-
-class NotDeployed(CTError):
-    """``deploy.require_check`` is set and no pipeline version has passed a check yet."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +129,8 @@ def snapshot(project: Project) -> tuple[PipelineVersion, Path]:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, copy)
         if version_of(Project.load(project.root, search_parents=False, source=staging)).version != version.version:
-            raise CTError(f"the pipeline files changed while version {version.version} was being copied; "
-                          "check again")
+            raise DeploymentError(f"the pipeline files changed while version {version.version} was being copied; "
+                                  "check again", version=version.version)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -145,7 +141,7 @@ def snapshot(project: Project) -> tuple[PipelineVersion, Path]:
 def deploy(project: Project, version: PipelineVersion, *, check_id: str) -> dict[str, Any]:
     """Make a snapshotted ``version`` the deployed one; ``check_id`` names the passed check that allows it."""
     if not (snapshot_dir(project.root, version.version) / CONFIG_FILE).is_file():
-        raise CTError(f"pipeline version {version.version} has no snapshot to deploy")
+        raise DeploymentError(f"pipeline version {version.version} has no snapshot to deploy", version=version.version)
     info = {**version.to_dict(), "deployed_at": now_iso(), "check": check_id}
     atomic_write_json(track_dir(project.root) / DEPLOYED_FILE, info)
     return info

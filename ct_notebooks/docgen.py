@@ -159,8 +159,9 @@ def cli_reference() -> str:
     try:
         parser = build_parser()
         lines = [GENERATED, "", "# `ctn` command reference", "",
-                 "Exit codes: `0` succeeded, `1` failed / timed out / kernel died, `2` bad input (config, "
-                 "parameters, run id), `3` blocked by the data gate.", "", "```text", parser.format_help().rstrip(),
+                 "Exit codes: `0` succeeded, `1` failed / timed out / kernel died, `2` an error outside a run "
+                 "(bad input: config, parameters, run id; unusable data; the registry or archive refusing or "
+                 "failing), `3` blocked by the data gate.", "", "```text", parser.format_help().rstrip(),
                  "```", ""]
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         for name, sub in subparsers.choices.items():

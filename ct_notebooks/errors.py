@@ -1,25 +1,40 @@
 """Exceptions raised by ct-notebooks, all rooted in :class:`CTError`.
 
     CTError
-    ├── ConfigError              ct.yaml missing, unreadable or invalid (names the key path)
+    ├── ConfigError              ct.yaml missing, unreadable or invalid (names the key path), or a
+    │                            setting it names (an environment variable) is missing
     ├── ProjectNotFound          no ct.yaml in the folder or its parents
     ├── InputError               a value a user sent is not acceptable (names the field)
     │   └── ParameterError       a stage parameter name or value is not acceptable
+    ├── ApiError                 a request the server API refuses, with its HTTP status and code
     ├── RunNotFound              no archived run with that id
     ├── InvalidRunId             a run id that does not match the run id pattern
     ├── RunInProgress            another run of the same pipeline holds the project lock
     ├── ResumeError              the run cannot be resumed (nothing failed, or inputs changed)
     ├── StageFailed              a stage raised, timed out or its kernel died
+    ├── StageOutputMissing       a stage needs an output an earlier stage did not record
     ├── DataGateBlocked          the data gate stopped the run on purpose (raised inside a stage)
-    ├── RegistryError            the MLflow registry refused or failed an operation
+    ├── DataError                data that cannot be used: a batch or snapshot missing or unreadable,
+    │   │                        no rows, a time column that does not parse, targets or scores unfit
+    │   └── DriftError           drift computation received unusable input
+    ├── ModelError               a model that cannot be used as asked (not a fitted binary classifier,
+    │                            input columns unknown)
+    ├── RegistryError            the MLflow registry refused an operation
+    │   ├── VersionNotFound      a model version, or the version of an alias, that does not exist
+    │   ├── RegistryUnavailable  the MLflow store failed or cannot be reached
     │   ├── PromotionRefused     a champion move the model gate did not bless, without force
     │   └── StaleGateDecision    the champion moved after the gate compared against it
-    ├── DriftError               drift computation received unusable input
     ├── ArchiveError             a run folder or the index cannot be read or written
+    │   ├── RunFileNotFound      a path that is not a file in the run folder, or is outside it
     │   ├── SchemaVersionError   a stored file was written by a newer ct-notebooks
     │   └── NoSpace              too little free disk space to start, or a write hit a full disk
+    ├── DeploymentError          a pipeline version cannot be snapshotted or deployed
+    │   └── NotDeployed          deploy.require_check is set and no version has passed a check
+    ├── ScaffoldError            a project cannot be scaffolded (ct.yaml exists, templates missing)
     └── DaemonError              the project's daemon cannot start, stop or be reached
         └── DaemonRunning        another daemon holds the project (names its pid)
+
+The server maps these to HTTP answers by type alone (``server/handlers.py:http_error``).
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ class CTError(Exception):
 
 
 class ConfigError(CTError):
-    """``ct.yaml`` is missing, unreadable or does not validate."""
+    """``ct.yaml`` is missing, unreadable or does not validate, or a setting it names is missing."""
 
     def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
         self.path = path
@@ -52,6 +67,15 @@ class InputError(CTError):
 
 class ParameterError(InputError):
     """A stage parameter name or value is not acceptable."""
+
+
+class ApiError(CTError):
+    """A request the server API refuses, with the HTTP ``status`` and the ``code`` to answer."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
 
 
 class RunNotFound(CTError):
@@ -99,6 +123,15 @@ class StageFailed(CTError):
         )
 
 
+class StageOutputMissing(CTError):
+    """A stage needs output ``key`` of the earlier stage ``stage``, which did not record it."""
+
+    def __init__(self, message: str, *, stage: str, key: str) -> None:
+        self.stage = stage
+        self.key = key
+        super().__init__(message)
+
+
 class DataGateBlocked(CTError):
     """The data gate stopped the run; the message lists every violation."""
 
@@ -109,8 +142,49 @@ class DataGateBlocked(CTError):
         )
 
 
+class DataError(CTError):
+    """Data that cannot be used: a batch or snapshot missing or unreadable, no rows to work on, a time
+    column that does not parse, targets, scores or weights unfit for the computation.
+
+    ``path`` names the file and ``column`` the column, when one is to blame.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, column: str | None = None) -> None:
+        self.path = path
+        self.column = column
+        super().__init__(message)
+
+
+class ModelError(CTError):
+    """A model that cannot be used as asked (not a fitted binary classifier, its input columns unknown)."""
+
+
 class RegistryError(CTError):
-    """The MLflow registry refused or failed an operation."""
+    """The MLflow registry refused an operation (the subclasses say when it is something else)."""
+
+
+class VersionNotFound(RegistryError):
+    """A version of the registered model, or the version an alias points at, does not exist.
+
+    ``version`` is the number asked for, ``alias`` the alias asked for (one of them is set).
+    """
+
+    def __init__(self, message: str, *, model: str, version: int | None = None, alias: str | None = None) -> None:
+        self.model = model
+        self.version = version
+        self.alias = alias
+        super().__init__(message)
+
+
+class RegistryUnavailable(RegistryError):
+    """The MLflow store failed or cannot be reached (I/O, a store error, a lock held by another process).
+
+    ``operation`` says what was being done, when known.
+    """
+
+    def __init__(self, message: str, *, operation: str | None = None) -> None:
+        self.operation = operation
+        super().__init__(message)
 
 
 class PromotionRefused(RegistryError):
@@ -139,12 +213,21 @@ class StaleGateDecision(RegistryError):
         super().__init__(message)
 
 
-class DriftError(CTError):
+class DriftError(DataError):
     """Drift computation received unusable input (no shared columns, empty frames)."""
 
 
 class ArchiveError(CTError):
     """A run folder or the run index cannot be read or written."""
+
+
+class RunFileNotFound(ArchiveError):
+    """``path`` (relative to the folder of run ``run_id``) is not a file there, or lies outside it."""
+
+    def __init__(self, message: str, *, run_id: str, path: str) -> None:
+        self.run_id = run_id
+        self.path = path
+        super().__init__(message)
 
 
 class SchemaVersionError(ArchiveError):
@@ -158,6 +241,26 @@ class SchemaVersionError(ArchiveError):
 
 class NoSpace(ArchiveError):
     """Too little free disk space to start a run, or a write failed because the disk is full."""
+
+
+class DeploymentError(CTError):
+    """A pipeline version cannot be snapshotted or deployed; ``version`` names it when known."""
+
+    def __init__(self, message: str, *, version: str | None = None) -> None:
+        self.version = version
+        super().__init__(message)
+
+
+class NotDeployed(DeploymentError):
+    """``deploy.require_check`` is set and no pipeline version has passed a check yet."""
+
+
+class ScaffoldError(CTError):
+    """A project cannot be scaffolded: its ``ct.yaml`` exists (without force), or the stage templates are missing."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class DaemonError(CTError):

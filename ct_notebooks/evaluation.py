@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CLASSIFICATION_METRICS, METRIC_DIRECTIONS, REGRESSION_METRICS, ModelGateConfig
-from .errors import CTError
+from .errors import DataError, InputError
 from .modeling import predict_scores
 from .models import GateResult
 from .numbers import finite_or_none
@@ -30,7 +30,7 @@ def task_of(metric: str) -> str:
         return "classification"
     if metric in REGRESSION_METRICS:
         return "regression"
-    raise CTError(f"unknown metric {metric!r}; known: {sorted(METRIC_DIRECTIONS)}")
+    raise InputError(f"unknown metric {metric!r}; known: {sorted(METRIC_DIRECTIONS)}", field="metric")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -98,7 +98,7 @@ def _weighted(name: str, y: np.ndarray, scores: np.ndarray) -> Weighted:
 
         return r2
     else:
-        raise CTError(f"unknown metric {name!r}; known: {sorted(METRIC_DIRECTIONS)}")
+        raise InputError(f"unknown metric {name!r}; known: {sorted(METRIC_DIRECTIONS)}", field="metric")
 
     def mean_loss(w: np.ndarray) -> float:
         total = w.sum()
@@ -114,13 +114,13 @@ def _arrays(y: Any, scores: Any, task: str) -> tuple[np.ndarray, np.ndarray]:
     y_arr = np.asarray(y, dtype=np.float64).ravel()
     s_arr = np.asarray(scores, dtype=np.float64).ravel()
     if y_arr.shape != s_arr.shape:
-        raise CTError(f"{len(y_arr)} target values but {len(s_arr)} scores")
+        raise DataError(f"{len(y_arr)} target values but {len(s_arr)} scores")
     if len(y_arr) == 0:
-        raise CTError("no rows to compute metrics on")
+        raise DataError("no rows to compute metrics on")
     if not np.isfinite(s_arr).all():
-        raise CTError(f"{int((~np.isfinite(s_arr)).sum())} score(s) are missing or infinite")
+        raise DataError(f"{int((~np.isfinite(s_arr)).sum())} score(s) are missing or infinite")
     if task == "classification" and not np.isin(y_arr, (0.0, 1.0)).all():
-        raise CTError("classification metrics need a 0/1 target (see modeling.binary_target)")
+        raise DataError("classification metrics need a 0/1 target (see modeling.binary_target)")
     return y_arr, s_arr
 
 
@@ -132,7 +132,7 @@ def compute_metrics(
         return {}
     tasks = {task_of(n) for n in names}
     if len(tasks) > 1:
-        raise CTError(f"metrics {list(names)} mix classification and regression")
+        raise InputError(f"metrics {list(names)} mix classification and regression", field="names")
     y_arr, s_arr = _arrays(y, scores, tasks.pop())
     w = np.ones(len(y_arr)) if weights is None else np.asarray(weights, dtype=np.float64)
     return {n: _weighted(n, y_arr, s_arr)(w) for n in dict.fromkeys(names)}
@@ -145,7 +145,7 @@ json_number = finite_or_none
 def latency_ms_per_1k_rows(model: Any, X: pd.DataFrame, *, task: str = "classification", repeats: int = 3) -> float:
     """Fastest of ``repeats`` timings of scoring ``X``, scaled to milliseconds per 1,000 rows."""
     if len(X) == 0:
-        raise CTError("cannot time predictions on 0 rows")
+        raise DataError("cannot time predictions on 0 rows")
     best = math.inf
     for _ in range(max(1, repeats)):
         start = time.perf_counter()
@@ -232,7 +232,8 @@ def compare(
     size_mb = None if size_bytes is None else size_bytes / 1_000_000
     if gate.max_latency_ms_per_1k_rows is not None:
         if latency_ms_per_1k is None:
-            raise CTError("gates.model.max_latency_ms_per_1k_rows is set: pass the measured latency_ms_per_1k")
+            raise InputError("gates.model.max_latency_ms_per_1k_rows is set: pass the measured latency_ms_per_1k",
+                             field="latency_ms_per_1k")
         checks["latency"] = latency_ms_per_1k <= gate.max_latency_ms_per_1k_rows
         if not checks["latency"]:
             violations.append(
@@ -241,7 +242,7 @@ def compare(
             )
     if gate.max_size_mb is not None:
         if size_mb is None:
-            raise CTError("gates.model.max_size_mb is set: pass the model's size_bytes")
+            raise InputError("gates.model.max_size_mb is set: pass the model's size_bytes", field="size_bytes")
         checks["size"] = size_mb <= gate.max_size_mb
         if not checks["size"]:
             violations.append(f"reject: model size {size_mb:.2f} MB exceeds max_size_mb {gate.max_size_mb:g}")

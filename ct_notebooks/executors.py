@@ -29,6 +29,7 @@ from papermill.exceptions import PapermillExecutionError
 from papermill.iorw import LocalHandler, papermill_io
 
 from .archive import atomic_write_bytes
+from .errors import DataGateBlocked
 from .models import RunStatus, StageError
 from .params import install_translator
 
@@ -493,7 +494,8 @@ class LocalExecutor:
                 on_cell_start=on_cell_start,
             )
         except PapermillExecutionError as exc:
-            status = RunStatus.BLOCKED if exc.ename == "DataGateBlocked" else RunStatus.FAILED
+            # the kernel reports only the exception's name
+            status = RunStatus.BLOCKED if exc.ename == DataGateBlocked.__name__ else RunStatus.FAILED
             error = StageError(exc.ename, str(exc.evalue), exc.cell_index, "\n".join(exc.traceback or []))
         except CellTimeoutError as exc:
             status = RunStatus.TIMED_OUT

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .config import ModelConfig, ProjectConfig
-from .errors import ConfigError, CTError
+from .errors import ConfigError, DataError, ModelError
 
 #: (estimator name, task) -> estimator class
 ESTIMATORS: dict[tuple[str, str], type[BaseEstimator]] = {
@@ -77,7 +77,7 @@ def build_pipeline(
     """``preprocess`` (impute, scale for linear models, one-hot encode) followed by ``model``."""
     model = _model(config)
     if not numeric and not categorical:
-        raise CTError("no feature columns to train on (every column is target, time, id, segment or dropped)")
+        raise DataError("no feature columns to train on (every column is target, time, id, segment or dropped)")
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if model.estimator in LINEAR:
         numeric_steps.append(("scale", StandardScaler()))
@@ -122,7 +122,7 @@ def feature_groups(model: Any) -> tuple[list[str], list[str]]:
         return groups.get("numeric", []), groups.get("categorical", [])
     names = expected_features(model)
     if names is None:
-        raise CTError(f"cannot tell which input columns a {type(model).__name__} uses (no feature_names_in_)")
+        raise ModelError(f"cannot tell which input columns a {type(model).__name__} uses (no feature_names_in_)")
     return names, []
 
 
@@ -131,7 +131,8 @@ def check_binary_target(y: pd.Series, where: str) -> None:
     classes = pd.unique(y.dropna())
     if len(classes) != 2:
         shown = ", ".join(repr(c) for c in sorted(classes.tolist(), key=str)[:5])
-        raise CTError(f"{where}: binary classification needs exactly 2 target classes, found {len(classes)}: {shown}")
+        raise DataError(f"{where}: binary classification needs exactly 2 target classes, found {len(classes)}: {shown}",
+                        column=None if y.name is None else str(y.name))
 
 
 def fit(
@@ -142,15 +143,15 @@ def fit(
     if task == "classification":
         check_binary_target(y, "training data")
     if known.sum() == 0:
-        raise CTError("training data has no rows with a known target")
+        raise DataError("training data has no rows with a known target")
     if sample_weight is None:
         pipeline.fit(X.loc[known], y.loc[known])
         return pipeline
     weights = np.asarray(sample_weight, dtype=np.float64)
     if weights.shape != (len(y),):
-        raise CTError(f"{len(weights)} sample weights for {len(y)} training rows")
+        raise DataError(f"{len(weights)} sample weights for {len(y)} training rows")
     if not np.isfinite(weights).all() or (weights < 0).any():
-        raise CTError("sample weights must be finite and not negative")
+        raise DataError("sample weights must be finite and not negative")
     used = known & (weights > 0)  # rows of weight 0 are left out (some estimators reject zero weights)
     if task == "classification":
         check_binary_target(y.loc[used], "training data with a positive weight")
@@ -162,7 +163,7 @@ def positive_class(model: Any) -> Any:
     """The class whose probability is the score (the second of ``classes_``)."""
     classes = getattr(model, "classes_", None)
     if classes is None or len(classes) != 2:
-        raise CTError("the model is not a fitted binary classifier (classes_ must hold 2 classes)")
+        raise ModelError("the model is not a fitted binary classifier (classes_ must hold 2 classes)")
     return classes[1]
 
 
@@ -172,7 +173,7 @@ def predict_scores(model: Any, X: pd.DataFrame, *, task: str = "classification")
     if columns is not None:
         missing = [c for c in columns if c not in X.columns]
         if missing:
-            raise CTError(f"the data lacks column(s) {missing} that the model was trained on")
+            raise DataError(f"the data lacks column(s) {missing} that the model was trained on", column=missing[0])
         X = X[columns]
     if task == "classification":
         proba = model.predict_proba(X)

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import alias_audit
 from .deployment import deployed, read_checks
-from .errors import ArchiveError, CTError
+from .errors import ArchiveError, ConfigError, CTError
 from .models import RunRecord, RunStatus
 from .notify_config import EmailChannel, NotificationsConfig, WebhookChannel
 from .project import Project
@@ -314,7 +314,7 @@ def record_event(project: Project, event: Event, now: datetime | None = None) ->
 def _secret(name: str, environ: Mapping[str, str]) -> str:
     value = environ.get(name)
     if not value:
-        raise CTError(f"environment variable {name} is not set (named in ct.yaml)")
+        raise ConfigError(f"environment variable {name} is not set (named in ct.yaml)")
     return value
 
 

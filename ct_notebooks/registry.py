@@ -38,7 +38,13 @@ from mlflow.models import infer_signature
 
 from ct_notebooks import alias_audit
 from ct_notebooks.alias_audit import AliasMove
-from ct_notebooks.errors import PromotionRefused, RegistryError, StaleGateDecision
+from ct_notebooks.errors import (
+    PromotionRefused,
+    RegistryError,
+    RegistryUnavailable,
+    StaleGateDecision,
+    VersionNotFound,
+)
 from ct_notebooks.numbers import finite_or_none
 from ct_notebooks.timestamps import ms_to_iso, now_iso
 
@@ -211,9 +217,11 @@ def _open_client(tracking_uri: str, db: Path | None) -> MlflowClient:
                 _REBASED.add(key)
             return client
     except filelock.Timeout as exc:
-        raise RegistryError(f"MLflow store {db} is held by another process setting it up ({exc})") from exc
+        raise RegistryUnavailable(f"MLflow store {db} is held by another process setting it up ({exc})",
+                                  operation="opening the store") from exc
     except sqlite3.Error as exc:
-        raise RegistryError(f"cannot update the artifact locations in MLflow store {db}: {exc}") from exc
+        raise RegistryUnavailable(f"cannot update the artifact locations in MLflow store {db}: {exc}",
+                                  operation="updating artifact locations") from exc
 
 
 def _artifact_root(db: Path) -> str:
@@ -286,7 +294,8 @@ class Registry:
             try:
                 db.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise RegistryError(f"cannot create the folder of MLflow store {db}: {exc}") from exc
+                raise RegistryUnavailable(f"cannot create the folder of MLflow store {db}: {exc}",
+                                          operation="creating the store folder") from exc
             self._artifact_location = _artifact_root(db)
         self._client = _open_client(tracking_uri, db)
         self._experiment_id: str | None = None
@@ -300,13 +309,13 @@ class Registry:
 
     @contextlib.contextmanager
     def _mlflow(self, what: str) -> Iterator[None]:
-        """Turn MLflow and I/O failures into a RegistryError that says what was being done."""
+        """Turn MLflow and I/O failures into a RegistryUnavailable that says what was being done."""
         try:
             yield
         except (RegistryError, KeyboardInterrupt):
             raise
         except (MlflowException, OSError) as exc:
-            raise RegistryError(f"{what} failed: {_short(exc)}") from exc
+            raise RegistryUnavailable(f"{what} failed: {_short(exc)}", operation=what) from exc
 
     @contextlib.contextmanager
     def _fluent(self) -> Iterator[None]:
@@ -334,7 +343,7 @@ class Registry:
                 except MlflowException as exc:  # created meanwhile by another process
                     found = self._client.get_experiment_by_name(self.experiment)
                     if found is None:
-                        raise RegistryError(f"{where} failed: {_short(exc)}") from exc
+                        raise RegistryUnavailable(f"{where} failed: {_short(exc)}", operation=where) from exc
             if found is not None:
                 if found.lifecycle_stage == "deleted":
                     raise RegistryError(
@@ -467,7 +476,7 @@ class Registry:
         except RegistryError:
             raise
         except Exception as exc:  # MLflow, I/O, or the model refusing to be serialized
-            raise RegistryError(f"{what} failed: {_short(exc)}") from exc
+            raise RegistryUnavailable(f"{what} failed: {_short(exc)}", operation=what) from exc
         version = int(mv.version)
         self._move(
             ALIAS_CONTENDER,
@@ -488,7 +497,8 @@ class Registry:
         else:
             found = self.alias_version(ref)
             if found is None:
-                raise RegistryError(f"model {self.model_name!r} has no version with alias {ref!r}")
+                raise VersionNotFound(f"model {self.model_name!r} has no version with alias {ref!r}",
+                                      model=self.model_name, alias=ref)
             target = found
         uri = f"models:/{self.model_name}/{target.version}"
         try:
@@ -500,20 +510,20 @@ class Registry:
             ):
                 return mlflow.sklearn.load_model(uri, dst_path=download)
         except Exception as exc:
-            raise RegistryError(
-                f"loading model {self.model_name!r} version {target.version} failed: {_short(exc)}"
-            ) from exc
+            what = f"loading model {self.model_name!r} version {target.version}"
+            raise RegistryUnavailable(f"{what} failed: {_short(exc)}", operation=what) from exc
 
     # -- reading -----------------------------------------------------------------------------------
 
     def version(self, version: int) -> ModelVersionInfo:
-        """One version; RegistryError naming the model and version if it does not exist."""
+        """One version; VersionNotFound naming the model and version if it does not exist."""
         with self._mlflow(f"reading model {self.model_name!r} version {version}"):
             try:
                 mv = self._client.get_model_version(self.model_name, str(int(version)))
             except MlflowException as exc:
                 if _is_not_found(exc):
-                    raise RegistryError(f"model {self.model_name!r} has no version {version}") from exc
+                    raise VersionNotFound(f"model {self.model_name!r} has no version {version}",
+                                          model=self.model_name, version=int(version)) from exc
                 raise
             return self._info(mv)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import alias_audit
 from .archive import atomic_write_json
-from .errors import CTError
+from .errors import ArchiveError
 from .models import RunRecord, RunStatus
 from .project import SNAPSHOT_SUFFIX, Project
 from .timestamps import now_iso, parse_iso
@@ -259,7 +259,7 @@ def collect(project: Project, *, dry_run: bool = False, now: datetime | None = N
                                      "runs": [p.run_id for p in collection.pruned],
                                      "store": collection.store}) + "\n")
     except OSError as exc:
-        raise CTError(f"collected, but could not append to {log}: {exc.strerror}") from exc
+        raise ArchiveError(f"collected, but could not append to {log}: {exc.strerror}") from exc
     return collection
 
 

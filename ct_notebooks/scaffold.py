@@ -10,7 +10,7 @@ import yaml
 
 from .config import CONFIG_FILE, parse_config
 from .datasets import check_time_column
-from .errors import CTError
+from .errors import ScaffoldError
 from .time_formats import TIME_FORMATS
 
 STAGE_NOTEBOOKS = ("ingest", "validate", "train", "evaluate", "register", "score", "drift", "performance")
@@ -63,7 +63,7 @@ def templates_dir() -> Path:
     for candidate in (here / "_templates", here.parent / "templates"):
         if (candidate / "ingest.ipynb").is_file():
             return candidate
-    raise CTError(f"stage templates not found next to {here}")
+    raise ScaffoldError(f"stage templates not found next to {here}", path=str(here))
 
 
 def init_project(
@@ -84,7 +84,7 @@ def init_project(
     folder = folder.resolve()
     config_path = folder / CONFIG_FILE
     if config_path.exists() and not force:
-        raise CTError(f"{config_path} already exists (use --force to overwrite)")
+        raise ScaffoldError(f"{config_path} already exists (use --force to overwrite)", path=str(config_path))
     project_name = name or folder.name
     if config is None:
         shown_format = time_format if time_format in TIME_FORMATS else json.dumps(time_format)

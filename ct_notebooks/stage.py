@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .archive import atomic_write_json
-from .errors import CTError, DataGateBlocked, ParameterError
+from .errors import DataGateBlocked, ParameterError, StageOutputMissing
 from .models import RunStatus
 from .project import Project
 
@@ -128,9 +128,11 @@ class StageContext:
         except KeyError:
             if default is not ...:
                 return default
-            raise CTError(
+            raise StageOutputMissing(
                 f"stage {self.stage!r} needs output {key!r} of stage {stage!r}, which was not recorded"
-                + (" (run the earlier stage notebooks first)" if self.interactive else "")
+                + (" (run the earlier stage notebooks first)" if self.interactive else ""),
+                stage=stage,
+                key=key,
             ) from None
 
     def file(self, stage: str, key: str) -> Path:

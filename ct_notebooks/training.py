@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import TrainingConfig
 from .datasets import check_window, describe_window, read_snapshot
-from .errors import CTError, ParameterError
+from .errors import DataError, ParameterError
 
 #: version tag: ISO time of the newest row the registered model was fitted on
 TAG_DATA_TIME_MAX = "ct.data_time_max"
@@ -156,7 +156,7 @@ def split(
     n_new = n if since is None else int(new_rows(ordered[time_column], plan).sum())
     k = holdout_rows(n, n_new, plan.holdout_fraction, plan.holdout_new_share)
     if n < 2 or k >= n:
-        raise CTError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {plan.holdout_fraction}")
+        raise DataError(f"cannot split {n} row(s) into train and holdout with holdout_fraction {plan.holdout_fraction}")
     train, holdout = ordered.iloc[: n - k].reset_index(drop=True), ordered.iloc[n - k :].reset_index(drop=True)
     seen = 0 if since is None else int((holdout[time_column] <= since).sum())
     if since is None:

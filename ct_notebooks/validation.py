@@ -10,7 +10,7 @@ import pandas as pd
 
 from .config import DataGateConfig, ProjectConfig
 from .datasets import BATCH_COLUMN, is_categorical_dtype
-from .errors import CTError
+from .errors import InputError
 from .models import GateResult
 from .numbers import finite_or_none
 
@@ -137,7 +137,8 @@ def check_schema(
     Warnings are listed in ``values["warnings"]``.
     """
     if "columns" not in schema or not isinstance(schema["columns"], dict):
-        raise CTError("a schema must be a mapping with a 'columns' mapping (see validation.infer_schema)")
+        raise InputError("a schema must be a mapping with a 'columns' mapping (see validation.infer_schema)",
+                         field="schema")
     expected: dict[str, dict[str, Any]] = schema["columns"]
     declared = schema.get("source") == "declared"
     skip = {BATCH_COLUMN, *ignore}

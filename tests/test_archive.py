@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ct_notebooks.archive import Archive, atomic_write_json, check_run_id, new_run_id, parse_run
-from ct_notebooks.errors import ArchiveError, InvalidRunId, RunNotFound, SchemaVersionError
+from ct_notebooks.errors import ArchiveError, InvalidRunId, RunFileNotFound, RunNotFound, SchemaVersionError
 from ct_notebooks.liveness import HOST, Liveness, judge, this_process
 from ct_notebooks.models import Outcome, RunRecord, RunStatus, StageError, StageRecord
 
@@ -72,8 +72,9 @@ def test_load_resolve_and_traversal(tmp_path: Path) -> None:
     assert archive.load(r.run_id).outcome == Outcome.PROMOTED
     assert archive.resolve(r.run_id, "01-ingest.ipynb") == (folder / "01-ingest.ipynb").resolve()
     for bad in ["../../secret.txt", "/etc/passwd", "escape.txt", ".", "missing.html"]:
-        with pytest.raises(ArchiveError):
+        with pytest.raises(RunFileNotFound) as info:
             archive.resolve(r.run_id, bad)
+        assert (info.value.run_id, info.value.path) == (r.run_id, bad)
     with pytest.raises(RunNotFound):
         archive.load("20261126T101500Z-000000")
 

@@ -197,7 +197,7 @@ def test_a_channel_that_never_answers_ends_failed_and_the_runs_go_on(
     errors = {m.channel: (m.state, m.last_error or "") for m in ended}
     assert errors["hook"][0] == "failed" and "Connection refused" in errors["hook"][1]
     assert SECRET not in errors["hook"][1]
-    assert errors["unset"] == ("failed", "CTError: environment variable CTN_NOT_SET_ANYWHERE is not set "
+    assert errors["unset"] == ("failed", "ConfigError: environment variable CTN_NOT_SET_ANYWHERE is not set "
                                          "(named in ct.yaml)")
 
 

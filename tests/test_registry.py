@@ -26,7 +26,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ct_notebooks.errors import PromotionRefused, RegistryError, StaleGateDecision
+from ct_notebooks.errors import (
+    PromotionRefused,
+    RegistryError,
+    RegistryUnavailable,
+    StaleGateDecision,
+    VersionNotFound,
+)
 from ct_notebooks.registry import (
     AliasMove,
     ModelVersionInfo,
@@ -142,9 +148,9 @@ def test_load_model_by_version_and_alias_predicts(reg: Registry, trained: Traine
     np.testing.assert_array_equal(reg.load_model("1").predict(trained.X), expected)
     np.testing.assert_array_equal(reg.load_model("champion").predict(trained.X), expected)
     assert reg.load_model("contender").predict(trained.X).tolist() == [0] * len(trained.X)
-    with pytest.raises(RegistryError, match=r"'churn' has no version with alias 'staging'"):
+    with pytest.raises(VersionNotFound, match=r"'churn' has no version with alias 'staging'"):
         reg.load_model("staging")
-    with pytest.raises(RegistryError, match=r"'churn' has no version 9"):
+    with pytest.raises(VersionNotFound, match=r"'churn' has no version 9"):
         reg.load_model(9)
 
 
@@ -193,7 +199,7 @@ def test_rollback_walks_back_through_earlier_champions(reg: Registry, trained: T
     assert reg.rollback(actor="oncall", reason="undo").to_version == 1
     with pytest.raises(RegistryError, match=r"version 1 already is the champion"):
         reg.rollback(actor="oncall", reason="same", to_version=1)
-    with pytest.raises(RegistryError, match=r"'churn' has no version 7"):
+    with pytest.raises(VersionNotFound, match=r"'churn' has no version 7"):
         reg.rollback(actor="oncall", reason="typo", to_version=7)
     assert [m.to_version for m in reg.audit_log("champion")] == [1, 2, 3, 2, 1, 3, 1]
 
@@ -242,7 +248,7 @@ def test_versions_lists_newest_first_with_aliases_metrics_and_tags(reg: Registry
 
 
 def test_missing_versions_raise_errors_naming_model_and_version(reg: Registry, trained: Trained) -> None:
-    with pytest.raises(RegistryError, match=r"model 'churn' has no version 42"):
+    with pytest.raises(VersionNotFound, match=r"model 'churn' has no version 42"):
         reg.version(42)
     log(reg, trained)
     for call in (
@@ -251,9 +257,10 @@ def test_missing_versions_raise_errors_naming_model_and_version(reg: Registry, t
         lambda: reg.move_alias("canary", 42, actor="a", reason="r"),
         lambda: reg.set_tags(42, {"x": "y"}),
     ):
-        with pytest.raises(RegistryError, match=r"model 'churn' has no version 42") as info:
+        with pytest.raises(VersionNotFound, match=r"model 'churn' has no version 42") as info:
             call()
         assert "Traceback" not in str(info.value)
+        assert (info.value.model, info.value.version, info.value.alias) == ("churn", 42, None)
     assert reg.alias_version("canary") is None
 
 
@@ -320,7 +327,8 @@ def test_unserializable_model_is_a_registry_error_and_leaves_no_version(reg: Reg
         def predict(self, X: pd.DataFrame) -> np.ndarray:
             return np.zeros(len(X), dtype=int)
 
-    with pytest.raises(RegistryError, match=r"logging a new version of model 'churn' \(run 'train'\) failed") as info:
+    logging_failed = r"logging a new version of model 'churn' \(run 'train'\) failed"
+    with pytest.raises(RegistryUnavailable, match=logging_failed) as info:
         log(reg, trained, model=Locked())
     assert "Traceback" not in str(info.value) and "\n" not in str(info.value)
     assert reg.versions() == [] and reg.alias_version("contender") is None
@@ -332,7 +340,7 @@ def test_unreachable_tracking_server_fails_fast_with_registry_error(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     reg = Registry(f"http://127.0.0.1:{free_port()}", MODEL, experiment=EXPERIMENT, audit_log=tmp_path / "a.jsonl")
     t0 = time.perf_counter()
-    with pytest.raises(RegistryError, match=r"listing versions of model 'churn' failed") as info:
+    with pytest.raises(RegistryUnavailable, match=r"listing versions of model 'churn' failed") as info:
         reg.versions()
     assert time.perf_counter() - t0 < 30
     assert "Traceback" not in str(info.value) and "\n" not in str(info.value)

@@ -16,21 +16,29 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from ..errors import (
+    ApiError,
     ArchiveError,
     ConfigError,
     CTError,
+    DataError,
+    DeploymentError,
     InputError,
     InvalidRunId,
+    ModelError,
+    NotDeployed,
     ParameterError,
     ProjectNotFound,
     PromotionRefused,
     RegistryError,
+    RegistryUnavailable,
     ResumeError,
+    RunFileNotFound,
     RunInProgress,
     RunNotFound,
+    VersionNotFound,
 )
 from .requests import parse_body
-from .services import ApiError, Services
+from .services import NOT_SERVED, Services
 
 NAMESPACE = "ct-notebooks/api"
 #: served report and notebook HTML runs its scripts in an opaque origin: no cookies, no API, no parent
@@ -54,8 +62,33 @@ def _server_user() -> str:
         return "server"
 
 
+#: HTTP status, error code and fixed message (``None``: the error's scrubbed text) of each error type;
+#: an error takes the row of the nearest class in its MRO (:class:`ApiError` carries its own status and code)
+HTTP_ERRORS: dict[type[CTError], tuple[int, str, str | None]] = {
+    CTError: (400, "error", None),
+    ProjectNotFound: (404, "no_project", None),
+    InvalidRunId: (400, "invalid_run_id", None),
+    InputError: (400, "bad_request", None),
+    ParameterError: (400, "invalid_parameter", None),
+    ConfigError: (400, "invalid_request", None),
+    RunNotFound: (404, "run_not_found", None),
+    RunInProgress: (409, "run_in_progress", None),
+    ResumeError: (409, "not_resumable", None),
+    DataError: (422, "data_error", None),
+    ModelError: (422, "model_error", None),
+    RegistryError: (409, "registry_refused", None),
+    PromotionRefused: (409, "promotion_refused", None),
+    VersionNotFound: (404, "version_not_found", None),
+    RegistryUnavailable: (502, "registry_failed", None),
+    ArchiveError: (500, "archive_error", None),
+    RunFileNotFound: (404, "file_not_found", NOT_SERVED),
+    DeploymentError: (409, "deployment_refused", None),
+    NotDeployed: (409, "not_deployed", None),
+}
+
+
 def http_error(exc: BaseException, services: Services | None) -> tuple[int, str, str]:
-    """``(status, code, message)`` for any exception; the only place errors become HTTP answers."""
+    """``(status, code, message)`` for any exception, by its type alone; the only place errors become HTTP answers."""
     def clean(text: str) -> str:
         return services.scrub(text) if services is not None else "request failed"
 
@@ -66,34 +99,11 @@ def http_error(exc: BaseException, services: Services | None) -> tuple[int, str,
             messages.get(exc.status_code, exc.reason or "request failed")
     if isinstance(exc, ApiError):
         return exc.status, exc.code, clean(str(exc))
-    table: list[tuple[type[BaseException], int, str]] = [
-        (ProjectNotFound, 404, "no_project"),
-        (InvalidRunId, 400, "invalid_run_id"),
-        (ParameterError, 400, "invalid_parameter"),
-        (InputError, 400, "bad_request"),
-        (ConfigError, 400, "invalid_request"),
-        (RunNotFound, 404, "run_not_found"),
-        (RunInProgress, 409, "run_in_progress"),
-        (ResumeError, 409, "not_resumable"),
-        (PromotionRefused, 409, "promotion_refused"),
-    ]
-    for kind, status, code in table:
-        if isinstance(exc, kind):
-            return status, code, clean(str(exc))
-    if isinstance(exc, RegistryError):
-        text = str(exc)
-        if " has no version " in text:
-            return 404, "version_not_found", clean(text)
-        if "failed:" in text:
-            return 502, "registry_failed", clean(text)
-        return 409, "registry_refused", clean(text)
-    if isinstance(exc, ArchiveError):
-        text = str(exc)
-        if " has no file " in text or " is outside run " in text:
-            return 404, "file_not_found", "no such file in this run"
-        return 500, "archive_error", clean(text)
-    if isinstance(exc, CTError):
-        return 400, "error", clean(str(exc))
+    for kind in type(exc).__mro__:
+        row = HTTP_ERRORS.get(kind)
+        if row is not None:
+            status, code, fixed = row
+            return status, code, fixed if fixed is not None else clean(str(exc))
     return 500, "internal_error", "internal error; see the Jupyter server log"
 
 

@@ -20,7 +20,16 @@ from filelock import FileLock, Timeout
 
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
-from ..errors import CTError, ProjectNotFound, PromotionRefused, ResumeError, RunInProgress, RunNotFound
+from ..errors import (
+    ApiError,
+    CTError,
+    ProjectNotFound,
+    PromotionRefused,
+    ResumeError,
+    RunFileNotFound,
+    RunInProgress,
+    RunNotFound,
+)
 from ..inputs import check_idempotency_key
 from ..models import RunRecord, RunStatus
 from ..params import overrides_from_mapping, overrides_to_mapping
@@ -41,15 +50,6 @@ RUN_STATUSES = frozenset(s.value for s in RunStatus)
 FINAL = frozenset(s.value for s in RunStatus if s.is_final)
 NOT_SERVED = "no such file in this run"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class ApiError(CTError):
-    """A request the API refuses, with the HTTP status to answer (raised by the services)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status = status
-        self.code = code
-        super().__init__(message)
 
 
 def bad_request(message: str) -> ApiError:
@@ -288,14 +288,14 @@ class Services:
         check_run_id(run_id)
         parts = split_path(relative)
         if parts is None or (parts[-1] == RUN_FILE and len(parts) > 1):
-            raise ApiError(404, "file_not_found", NOT_SERVED)
+            raise RunFileNotFound(NOT_SERVED, run_id=run_id, path=relative)
         if parts == [RUN_FILE]:
             return json.dumps(self.run_detail(run_id), default=str).encode(), content_type(RUN_FILE)
         folder = self._run_folder(run_id)
         project = self.project()
         content = read_without_links(project.root, [*Path(os.path.relpath(folder, project.root)).parts, *parts])
         if content is None:
-            raise ApiError(404, "file_not_found", NOT_SERVED)
+            raise RunFileNotFound(NOT_SERVED, run_id=run_id, path=relative)
         return content, content_type(parts[-1])
 
     # -- launching ---------------------------------------------------------------------------------
@@ -708,4 +708,4 @@ def _pid_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-__all__ = ["RUN_FILE", "ApiError", "Services", "bad_request"]
+__all__ = ["RUN_FILE", "Services", "bad_request"]
