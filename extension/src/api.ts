@@ -98,6 +98,8 @@ export interface IModelVersion {
   version: number;
   aliases: string[];
   metrics: Record<string, number | null>;
+  /** MLflow version tags; the gate's holdout metrics are ``ct.metric.<name>`` */
+  tags?: Record<string, string>;
   gate: string | null;
   gate_reason: string | null;
   ct_run_id: string | null;

@@ -17,7 +17,9 @@ import {
   quarantineLines,
   sparkline,
   startRunBody,
-  statusIcon
+  statusIcon,
+  typeLabel,
+  versionMetric
 } from './model';
 
 export interface IPanelActions {
@@ -388,7 +390,8 @@ export class CTPanel extends Widget {
           });
           input.value = initial;
           fields.push({ stage: stage.name, name: spec.name, initial, input });
-          group.append(el('label', {}, el('span', {}, `${spec.name} `, el('small', { class: 'ct-muted' }, spec.type)), input));
+          const type = typeLabel(spec);
+          group.append(el('label', {}, el('span', {}, `${spec.name} `, type ? el('small', { class: 'ct-muted ct-param-type' }, type) : null), input));
         }
         fieldsBox.append(group);
       }
@@ -443,7 +446,7 @@ export class CTPanel extends Widget {
           champion ? el('span', { class: 'ct-badge ct-champion' }, 'champion') : null,
           v.aliases.includes('contender') ? el('span', { class: 'ct-badge' }, 'contender') : null
         ),
-        el('td', {}, formatMetric(v.metrics[models.primary_metric])),
+        el('td', { class: 'ct-metric' }, formatMetric(versionMetric(v, models.primary_metric))),
         el('td', { title: v.gate_reason ?? '' }, v.gate ?? '–'),
         el(
           'td',
