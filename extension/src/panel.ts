@@ -1,6 +1,6 @@
 /**
  * The "Continuous Training" sidebar: composes one widget per section (sections/) and drives the one
- * polling loop. Runs reload on every tick; project, models, drift and schedule on every fifth.
+ * polling loop. Runs reload on every tick; project, models, drift, schedule and pipeline track on every fifth.
  */
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
@@ -10,6 +10,7 @@ import { ApiClient, IProject } from './api';
 import { button, el, message } from './dom';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
+import { PipelineSection } from './sections/pipeline';
 import { RunFormSection } from './sections/runForm';
 import { RunsSection } from './sections/runs';
 import { ScheduleSection } from './sections/schedule';
@@ -26,6 +27,7 @@ export class CTPanel extends Widget {
   readonly models: ModelsSection;
   readonly drift: DriftSection;
   readonly schedule: ScheduleSection;
+  readonly pipeline: PipelineSection;
   private readonly sections: Section[];
   private project: IProject | null = null;
   private intervalMs = 3000;
@@ -53,7 +55,8 @@ export class CTPanel extends Widget {
     this.models = new ModelsSection(ctx);
     this.drift = new DriftSection(ctx);
     this.schedule = new ScheduleSection(ctx);
-    this.sections = [this.runs, this.runForm, this.models, this.drift, this.schedule];
+    this.pipeline = new PipelineSection(ctx);
+    this.sections = [this.runs, this.runForm, this.models, this.drift, this.schedule, this.pipeline];
 
     const header = new Widget({
       node: el(
@@ -112,7 +115,7 @@ export class CTPanel extends Widget {
     this.banner.classList.toggle('ct-banner-error', Boolean(text));
   }
 
-  /** Reload what the sidebar shows; ``all`` also reloads project, models, drift and schedule. */
+  /** Reload what the sidebar shows; ``all`` also reloads project, models, drift, schedule and pipeline track. */
   async refresh(all = false): Promise<void> {
     if (this.busy) {
       return;
@@ -129,14 +132,16 @@ export class CTPanel extends Widget {
       }
       await this.runs.load();
       if (all) {
-        const [models, drift, triggers] = await Promise.allSettled([
+        const [models, drift, triggers, pipeline] = await Promise.allSettled([
           this.client.models(),
           this.client.drift(),
-          this.client.triggers()
+          this.client.triggers(),
+          this.client.pipeline()
         ]);
         this.models.render(models);
         this.drift.render(drift);
         this.schedule.render(triggers);
+        this.pipeline.render(pipeline);
       }
       this.showError(null);
     } catch (error) {

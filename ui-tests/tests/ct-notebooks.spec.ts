@@ -3,7 +3,7 @@ import * as path from 'path';
 
 /** Screenshots of each panel, light and dark, kept as test artifacts (gitignored). */
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'ui-tests');
-const SECTIONS = ['runs', 'run', 'models', 'drift', 'schedule'];
+const SECTIONS = ['runs', 'run', 'models', 'drift', 'schedule', 'pipeline'];
 
 test.use({ autoGoto: true });
 
@@ -56,6 +56,11 @@ test.describe.serial('Continuous Training sidebar', () => {
     await expect(page.locator('.ct-batches tr')).not.toHaveCount(0);
     await expect(page.locator('.ct-columns tr').nth(1)).toBeVisible();
     await expect(page.locator('.ct-daemon')).toContainText('Daemon');
+    // the pipeline track: the working copy's version (the demo project deploys none)
+    const track = page.locator('#ct-notebooks-panel .ct-section-pipeline');
+    await expect(track.locator('.ct-track-working td')).toHaveText(/^[0-9a-f]{8,}/);
+    await expect(track.locator('.ct-track-state')).toHaveAttribute('data-state', /^(undeployed|differs|same)$/);
+    await expect(track.locator('.ct-checks, .ct-no-checks')).toBeVisible();
     await screenshots(page, 'light');
     await page.theme.setDarkTheme();
     await openPanel(page);
