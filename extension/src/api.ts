@@ -20,15 +20,7 @@ export class ApiError extends Error {
 }
 
 export type RunStatus =
-  | 'queued'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'timed_out'
-  | 'kernel_died'
-  | 'cancelled'
-  | 'blocked'
-  | 'damaged';
+  'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'kernel_died' | 'cancelled' | 'blocked' | 'damaged';
 
 export interface IRunSummary {
   run_id: string;

@@ -62,7 +62,12 @@ export class CTPanel extends Widget {
       node: el(
         'div',
         { class: 'ct-panel-top' },
-        el('div', { class: 'ct-header' }, el('h2', {}, 'Continuous Training'), button('Refresh', () => void this.refresh(true), 'ct-refresh')),
+        el(
+          'div',
+          { class: 'ct-header' },
+          el('h2', {}, 'Continuous Training'),
+          button('Refresh', () => void this.refresh(true), 'ct-refresh')
+        ),
         this.title_,
         this.banner
       )

@@ -92,7 +92,13 @@ describe('sparkline', () => {
 describe('data gate', () => {
   it('lists quarantined batches with where they went and why', () => {
     const stages = [
-      { outputs: { quarantined: [{ batch: 'b4.csv', moved_to: 'data/quarantine/b4.csv', violations: ["column 'x' is missing", 'more'] }] } },
+      {
+        outputs: {
+          quarantined: [
+            { batch: 'b4.csv', moved_to: 'data/quarantine/b4.csv', violations: ["column 'x' is missing", 'more'] }
+          ]
+        }
+      },
       { outputs: { quarantined: [{ batch: 'b5.csv', moved_to: null, violations: [] }] } },
       { outputs: { warnings: ['w'] } },
       {}
@@ -104,7 +110,11 @@ describe('data gate', () => {
   });
   it('says how a triggered run ended, not just that it started', () => {
     const blocked = {
-      evaluated_at: 't', trigger: 'drift', fired: true, action: 'started', reason: 'share 0.5',
+      evaluated_at: 't',
+      trigger: 'drift',
+      fired: true,
+      action: 'started',
+      reason: 'share 0.5',
       run: { status: 'blocked', text: "blocked at validate: batch b4.csv: column 'x' is missing" }
     };
     expect(decisionText(blocked)).toBe(

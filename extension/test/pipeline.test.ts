@@ -26,8 +26,22 @@ function track(overrides: Partial<IPipelineTrack> = {}): IPipelineTrack {
     require_check: true,
     last_check: null,
     checks: [
-      { id: 'c1', version: 'a11ce0000000beef', passed: true, actor: 'cli', started_at: '2026-12-01T10:00:00Z', deployed: true },
-      { id: 'c2', version: 'e2d051196d7d0cbb', passed: false, actor: 'daemon', started_at: '2026-12-01T11:00:00Z', error: EVIL }
+      {
+        id: 'c1',
+        version: 'a11ce0000000beef',
+        passed: true,
+        actor: 'cli',
+        started_at: '2026-12-01T10:00:00Z',
+        deployed: true
+      },
+      {
+        id: 'c2',
+        version: 'e2d051196d7d0cbb',
+        passed: false,
+        actor: 'daemon',
+        started_at: '2026-12-01T11:00:00Z',
+        error: EVIL
+      }
     ],
     ...overrides
   };
@@ -40,7 +54,10 @@ describe('Pipeline section', () => {
     expect(root.querySelector('.ct-track-working td')!.textContent).toBe('e2d051196d7d0cbb');
     expect(root.querySelector('.ct-track-deployed td')!.textContent).toBe('a11ce0000000beef (commit 0123456789ab)');
     expect(root.querySelector('.ct-track-state')!.getAttribute('data-state')).toBe('differs');
-    expect(Array.from(root.querySelectorAll('.ct-track-files li')).map(li => li.textContent)).toEqual(['notebooks/train.ipynb', EVIL]);
+    expect(Array.from(root.querySelectorAll('.ct-track-files li')).map(li => li.textContent)).toEqual([
+      'notebooks/train.ipynb',
+      EVIL
+    ]);
     const checks = Array.from(root.querySelectorAll('.ct-check'));
     expect(checks.map(c => c.getAttribute('data-verdict'))).toEqual(['failed', 'passed']);
     expect(checks[0].textContent).toContain('e2d051196d7d0cbb failed');
@@ -51,7 +68,10 @@ describe('Pipeline section', () => {
 
   it('says when nothing is deployed and no check ran, and when the versions are the same', () => {
     const section = new PipelineSection(context());
-    section.render({ status: 'fulfilled', value: track({ deployed: null, changed_files: [], checks: [], require_check: false }) });
+    section.render({
+      status: 'fulfilled',
+      value: track({ deployed: null, changed_files: [], checks: [], require_check: false })
+    });
     expect(section.node.querySelector('.ct-track-deployed td')!.textContent).toBe('none');
     expect(section.node.querySelector('.ct-track-state')!.getAttribute('data-state')).toBe('undeployed');
     expect(section.node.querySelector('.ct-no-checks')).not.toBeNull();

@@ -26,7 +26,13 @@ function context(client: Partial<ApiClient> = {}): IPanelContext & { expanded: s
 }
 
 function pipelines(extra: { name: string; default: string | null }[] = []): NonNullable<IProject['pipelines']> {
-  const param = (name: string, def: string | null, type = 'None') => ({ name, type, default: def, configured: null, help: '' });
+  const param = (name: string, def: string | null, type = 'None') => ({
+    name,
+    type,
+    default: def,
+    configured: null,
+    help: ''
+  });
   return [
     {
       name: 'monitor',
@@ -35,11 +41,20 @@ function pipelines(extra: { name: string; default: string | null }[] = []): NonN
           name: 'score',
           notebook: 'score.ipynb',
           notebook_path: null,
-          parameters: [param('batch', 'None'), param('threshold', '0.5', ''), ...extra.map(e => param(e.name, e.default))]
+          parameters: [
+            param('batch', 'None'),
+            param('threshold', '0.5', ''),
+            ...extra.map(e => param(e.name, e.default))
+          ]
         }
       ]
     },
-    { name: 'train', stages: [{ name: 'ingest', notebook: 'ingest.ipynb', notebook_path: null, parameters: [param('cutoff', 'None', 'str')] }] }
+    {
+      name: 'train',
+      stages: [
+        { name: 'ingest', notebook: 'ingest.ipynb', notebook_path: null, parameters: [param('cutoff', 'None', 'str')] }
+      ]
+    }
   ];
 }
 
@@ -110,14 +125,16 @@ describe('Run form', () => {
     input(form.node, '.ct-idempotency-key').value = 'ctn-key-3';
     (form.node.querySelector('.ct-start') as HTMLButtonElement).click();
     await new Promise(resolve => setTimeout(resolve, 0));
-    expect(calls).toEqual([{ body: { pipeline: 'monitor', parameters: { score: { batch: 'b.csv' } }, reason: 'retry' }, key: 'ctn-key-3' }]);
+    expect(calls).toEqual([
+      { body: { pipeline: 'monitor', parameters: { score: { batch: 'b.csv' } }, reason: 'retry' }, key: 'ctn-key-3' }
+    ]);
     expect(ctx.expanded).toEqual(['r1']);
     expect(input(form.node, '.ct-idempotency-key').value).not.toBe('ctn-key-3');
   });
 });
 
 describe('Models section', () => {
-  it('shows the champion\'s primary metric from the ct.metric tag', () => {
+  it("shows the champion's primary metric from the ct.metric tag", () => {
     const models: IModels = {
       model: 'credit-default',
       primary_metric: 'roc_auc',
@@ -133,7 +150,15 @@ describe('Models section', () => {
           ct_run_id: null,
           created_at: ''
         },
-        { version: 1, aliases: [], metrics: { roc_auc: 0.61 }, gate: null, gate_reason: null, ct_run_id: null, created_at: '' }
+        {
+          version: 1,
+          aliases: [],
+          metrics: { roc_auc: 0.61 },
+          gate: null,
+          gate_reason: null,
+          ct_run_id: null,
+          created_at: ''
+        }
       ],
       audit: []
     };
@@ -165,7 +190,9 @@ describe('Runs section', () => {
       error: EVIL,
       stages: []
     };
-    const section = new RunsSection(context({ runs: async () => ({ runs: [run], limit: 30, offset: 0, has_more: false }) }));
+    const section = new RunsSection(
+      context({ runs: async () => ({ runs: [run], limit: 30, offset: 0, has_more: false }) })
+    );
     section.setPipelines(['train', EVIL]);
     await section.load();
     expect(section.node.querySelectorAll('.ct-run')).toHaveLength(1);

@@ -27,19 +27,35 @@ export class DriftSection extends Section {
     svg.setAttribute('viewBox', '0 0 200 50');
     svg.setAttribute('class', 'ct-chart');
     const line = document.createElementNS(SVG_NS, 'polyline');
-    line.setAttribute('points', sparkline(drift.batches.map(b => b.drift_share), 200, 50));
+    line.setAttribute(
+      'points',
+      sparkline(
+        drift.batches.map(b => b.drift_share),
+        200,
+        50
+      )
+    );
     svg.append(line);
     const threshold = drift.batches[drift.batches.length - 1].share_threshold;
     if (threshold !== null) {
       const t = document.createElementNS(SVG_NS, 'line');
       const y = String(50 - Math.min(1, threshold) * 50);
-      for (const [k, v] of [['x1', '0'], ['x2', '200'], ['y1', y], ['y2', y]]) {
+      for (const [k, v] of [
+        ['x1', '0'],
+        ['x2', '200'],
+        ['y1', y],
+        ['y2', y]
+      ]) {
         t.setAttribute(k, v);
       }
       t.setAttribute('class', 'ct-threshold');
       svg.append(t);
     }
-    const batches = el('table', { class: 'ct-table ct-batches' }, el('tr', {}, el('th', {}, 'batch'), el('th', {}, 'drift share'), el('th', {}, '')));
+    const batches = el(
+      'table',
+      { class: 'ct-table ct-batches' },
+      el('tr', {}, el('th', {}, 'batch'), el('th', {}, 'drift share'), el('th', {}, ''))
+    );
     for (const b of drift.batches.slice().reverse()) {
       const report = b.report;
       const open = () => this.ctx.actions.openReport(b.run_id, report!, `Drift ${b.batch ?? b.run_id}`);
@@ -55,7 +71,11 @@ export class DriftSection extends Section {
     }
     const nodes: Node[] = [svg, batches];
     if (drift.latest) {
-      const columns = el('table', { class: 'ct-table ct-columns' }, el('tr', {}, el('th', {}, 'feature'), el('th', {}, 'test'), el('th', {}, 'score'), el('th', {}, 'drift')));
+      const columns = el(
+        'table',
+        { class: 'ct-table ct-columns' },
+        el('tr', {}, el('th', {}, 'feature'), el('th', {}, 'test'), el('th', {}, 'score'), el('th', {}, 'drift'))
+      );
       for (const c of drift.latest.columns) {
         columns.append(
           el(
@@ -68,7 +88,10 @@ export class DriftSection extends Section {
           )
         );
       }
-      nodes.push(el('div', { class: 'ct-subtitle' }, `Latest batch: ${drift.latest.batch ?? drift.latest.run_id}`), columns);
+      nodes.push(
+        el('div', { class: 'ct-subtitle' }, `Latest batch: ${drift.latest.batch ?? drift.latest.run_id}`),
+        columns
+      );
     }
     body.replaceChildren(...nodes);
   }

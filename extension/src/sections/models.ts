@@ -46,7 +46,14 @@ export class ModelsSection extends Section {
           {},
           champion
             ? null
-            : button('Promote', () => void this.confirmThen(`Make v${v.version} the champion?`, v.gate_reason ?? '', () => client.promote(v.version)), 'ct-promote')
+            : button(
+                'Promote',
+                () =>
+                  void this.confirmThen(`Make v${v.version} the champion?`, v.gate_reason ?? '', () =>
+                    client.promote(v.version)
+                  ),
+                'ct-promote'
+              )
         )
       );
       table.append(row);
@@ -59,7 +66,11 @@ export class ModelsSection extends Section {
     const audit = el('ul', { class: 'ct-audit' });
     for (const move of models.audit.slice(0, 8)) {
       audit.append(
-        el('li', {}, `${move.at.slice(0, 19).replace('T', ' ')} ${move.alias}: v${move.from_version ?? '–'} → v${move.to_version ?? '–'} by ${move.actor} (${move.action}) ${move.reason}`)
+        el(
+          'li',
+          {},
+          `${move.at.slice(0, 19).replace('T', ' ')} ${move.alias}: v${move.from_version ?? '–'} → v${move.to_version ?? '–'} by ${move.actor} (${move.action}) ${move.reason}`
+        )
       );
     }
     body.replaceChildren(table, rollback, el('div', { class: 'ct-subtitle' }, 'Who moved the alias'), audit);

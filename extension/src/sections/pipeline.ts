@@ -41,7 +41,10 @@ export function renderPipelineTrack(track: IPipelineTrack): Node[] {
     el('tr', { class: 'ct-track-working' }, el('th', {}, 'working copy'), el('td', {}, versionText(track.working))),
     el('tr', { class: 'ct-track-deployed' }, el('th', {}, 'deployed'), el('td', {}, versionText(track.deployed)))
   );
-  const nodes: Node[] = [versions, el('div', { class: `ct-track-state ct-track-${state}`, 'data-state': state }, stateText)];
+  const nodes: Node[] = [
+    versions,
+    el('div', { class: `ct-track-state ct-track-${state}`, 'data-state': state }, stateText)
+  ];
   if (differs && track.changed_files.length > 0) {
     const files = el('ul', { class: 'ct-track-files' });
     for (const file of track.changed_files.slice(0, FILES_SHOWN)) {
@@ -53,7 +56,9 @@ export function renderPipelineTrack(track: IPipelineTrack): Node[] {
     nodes.push(el('div', { class: 'ct-subtitle' }, 'Changed files'), files);
   }
   if (track.require_check) {
-    nodes.push(el('div', { class: 'ct-muted' }, 'deploy.require_check: a version is deployed only after a passed check.'));
+    nodes.push(
+      el('div', { class: 'ct-muted' }, 'deploy.require_check: a version is deployed only after a passed check.')
+    );
   }
   nodes.push(el('div', { class: 'ct-subtitle' }, 'Newest checks'));
   const checks = (track.checks ?? []).slice(-CHECKS_SHOWN).reverse();
@@ -93,7 +98,9 @@ export class PipelineSection extends Section {
 
   render(result: PromiseSettledResult<IPipelineTrack>): void {
     if (result.status === 'rejected') {
-      this.body.replaceChildren(el('p', { class: 'ct-error' }, `Pipeline track unavailable: ${message(result.reason)}`));
+      this.body.replaceChildren(
+        el('p', { class: 'ct-error' }, `Pipeline track unavailable: ${message(result.reason)}`)
+      );
       return;
     }
     this.body.replaceChildren(...renderPipelineTrack(result.value));

@@ -7,7 +7,17 @@ import { IPanelContext, Section } from './section';
 
 /** Runs fetched per page of the Runs list by default; "Show more" fetches one more page. */
 export const RUN_PAGE = 30;
-const RUN_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'blocked', 'timed_out', 'kernel_died', 'cancelled', 'damaged'];
+const RUN_STATUSES = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'blocked',
+  'timed_out',
+  'kernel_died',
+  'cancelled',
+  'damaged'
+];
 
 export class RunsSection extends Section {
   private runs: IRunSummary[] = [];
@@ -80,7 +90,11 @@ export class RunsSection extends Section {
     if (this.runs.length === 0) {
       const filtered = this.pipelineFilter.value || this.statusFilter.value;
       body.replaceChildren(
-        el('p', { class: 'ct-empty' }, filtered ? 'No runs match these filters.' : 'No runs yet: start one in the Run section.')
+        el(
+          'p',
+          { class: 'ct-empty' },
+          filtered ? 'No runs match these filters.' : 'No runs yet: start one in the Run section.'
+        )
       );
       return;
     }
@@ -91,7 +105,11 @@ export class RunsSection extends Section {
         { class: `ct-run ct-status-${run.status}`, 'data-run-id': run.run_id, 'data-status': run.status },
         el('span', { class: 'ct-run-icon', title: run.status }, statusIcon(run.status)),
         el('span', { class: 'ct-run-pipeline' }, run.pipeline),
-        el('span', { class: 'ct-run-trigger', title: run.reason }, `${run.trigger}${run.reason ? ': ' + run.reason : ''}`),
+        el(
+          'span',
+          { class: 'ct-run-trigger', title: run.reason },
+          `${run.trigger}${run.reason ? ': ' + run.reason : ''}`
+        ),
         el('span', { class: 'ct-run-duration' }, formatDuration(run.duration_s)),
         el('span', { class: 'ct-run-outcome' }, outcomeText(run))
       );
@@ -126,7 +144,11 @@ export class RunsSection extends Section {
 
   private renderDetail(run: IRunSummary): HTMLElement {
     const detail = this.detail && this.detail.run_id === run.run_id ? this.detail : null;
-    const box = el('li', { class: 'ct-run-detail' }, el('div', { class: 'ct-muted' }, `run ${run.run_id} · ${run.status}`));
+    const box = el(
+      'li',
+      { class: 'ct-run-detail' },
+      el('div', { class: 'ct-muted' }, `run ${run.run_id} · ${run.status}`)
+    );
     if (run.error) {
       box.append(el('pre', { class: 'ct-error' }, run.error));
     }
@@ -167,7 +189,13 @@ export class RunsSection extends Section {
       box.append(el('div', { class: 'ct-quarantined' }, line));
     }
     for (const file of detail.files.filter(f => f.startsWith('reports/'))) {
-      box.append(button(`Report ${file}`, () => this.ctx.actions.openReport(run.run_id, file, `Report ${run.run_id}`), 'ct-open-report'));
+      box.append(
+        button(
+          `Report ${file}`,
+          () => this.ctx.actions.openReport(run.run_id, file, `Report ${run.run_id}`),
+          'ct-open-report'
+        )
+      );
     }
     return box;
   }

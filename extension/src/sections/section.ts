@@ -35,7 +35,9 @@ export class Section extends Widget {
     protected readonly ctx: IPanelContext
   ) {
     const body = el('div', { class: 'ct-section-body' });
-    super({ node: el('details', { class: `ct-section ct-section-${sectionId}`, open: '' }, el('summary', {}, title), body) });
+    super({
+      node: el('details', { class: `ct-section ct-section-${sectionId}`, open: '' }, el('summary', {}, title), body)
+    });
     this.body = body;
   }
 }
