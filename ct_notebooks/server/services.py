@@ -167,8 +167,7 @@ class Services:
                         configured = pname in stage.parameters
                         params.append({
                             "name": pname,
-                            # papermill infers a type only from an annotation: none is "", never "None"
-                            "type": str(info.get("inferred_type_name") or ""),
+                            "type": _type_name(info.get("inferred_type_name")),
                             "default": info.get("default"),
                             "configured": json.dumps(stage.parameters[pname]) if configured else None,
                             "help": info.get("help") or "",
@@ -693,6 +692,11 @@ def _daemon_module() -> Any:
     except ImportError:
         return None
     return daemon
+
+
+def _type_name(inferred: Any) -> str:
+    """papermill's inferred type of a parameter; without an annotation it says "None": then ""."""
+    return "" if inferred in (None, "", "None") else str(inferred)
 
 
 def _tag_metrics(tags: dict[str, str]) -> dict[str, float | None]:
