@@ -11,6 +11,8 @@ case "$MODE" in build|test|all) ;; *) echo "usage: $0 [build|test|all]" >&2; exi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$ROOT/.venv/bin:$PATH"
+# this checkout's Python package first (the venv's editable install may point at another worktree)
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 if [ "$MODE" != test ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -167,7 +168,7 @@ class Services:
                         configured = pname in stage.parameters
                         params.append({
                             "name": pname,
-                            "type": info.get("inferred_type_name") or "None",
+                            "type": _type_name(info.get("inferred_type_name")),
                             "default": info.get("default"),
                             "configured": json.dumps(stage.parameters[pname]) if configured else None,
                             "help": info.get("help") or "",
@@ -527,6 +528,8 @@ class Services:
         for v in versions:
             data = v.to_dict()
             data.pop("source", None)
+            # the gate's holdout metrics are tags ("ct.metric.roc_auc"); the MLflow run only logged train_*
+            data["metrics"] = {**data.get("metrics", {}), **_tag_metrics(v.tags)}
             data["gate"] = v.tags.get("ct.gate")
             data["gate_reason"] = v.tags.get("ct.gate_reason")
             data["ct_run_id"] = v.tags.get("ct.run_id")
@@ -696,6 +699,24 @@ def _daemon_module() -> Any:
     except ImportError:
         return None
     return daemon
+
+
+def _type_name(inferred: Any) -> str:
+    """papermill's inferred type of a parameter; without an annotation it says "None": then ""."""
+    return "" if inferred in (None, "", "None") else str(inferred)
+
+
+def _tag_metrics(tags: dict[str, str]) -> dict[str, float | None]:
+    """``ct.metric.<name>`` tags as numbers (null where not a finite number)."""
+    out: dict[str, float | None] = {}
+    for key, raw in tags.items():
+        if key.startswith("ct.metric.") and len(key) > len("ct.metric."):
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                number = math.nan
+            out[key[len("ct.metric."):]] = number if math.isfinite(number) else None
+    return out
 
 
 def _jsonable(value: Any) -> Any:

@@ -20,15 +20,7 @@ export class ApiError extends Error {
 }
 
 export type RunStatus =
-  | 'queued'
-  | 'running'
-  | 'succeeded'
-  | 'failed'
-  | 'timed_out'
-  | 'kernel_died'
-  | 'cancelled'
-  | 'blocked'
-  | 'damaged';
+  'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'kernel_died' | 'cancelled' | 'blocked' | 'damaged';
 
 export interface IRunSummary {
   run_id: string;
@@ -98,6 +90,8 @@ export interface IModelVersion {
   version: number;
   aliases: string[];
   metrics: Record<string, number | null>;
+  /** MLflow version tags; the gate's holdout metrics are ``ct.metric.<name>`` */
+  tags?: Record<string, string>;
   gate: string | null;
   gate_reason: string | null;
   ct_run_id: string | null;
@@ -159,6 +153,41 @@ export interface ITriggers {
   next_fire_times: Record<string, unknown>[];
   decisions: Record<string, unknown>[];
   daemon: IDaemon;
+}
+
+/** A pipeline version: its id, the sha256 of each file, the git commit when the project is a repository. */
+export interface IPipelineVersion {
+  version: string;
+  files?: Record<string, string>;
+  commit?: string | null;
+  [key: string]: unknown;
+}
+
+/** One recorded ``ctn pipeline check`` of a pipeline version. */
+export interface IPipelineCheck {
+  id?: string;
+  version?: string;
+  commit?: string | null;
+  started_at?: string;
+  finished_at?: string;
+  duration_s?: number;
+  actor?: string;
+  passed?: boolean;
+  cancelled?: boolean;
+  deployed?: boolean;
+  error?: string;
+  [key: string]: unknown;
+}
+
+/** GET /pipeline: the working copy against the deployed version, and the newest checks (newest last). */
+export interface IPipelineTrack {
+  working: IPipelineVersion;
+  deployed: IPipelineVersion | null;
+  changed_files: string[];
+  up_to_date: boolean;
+  require_check: boolean;
+  last_check: IPipelineCheck | null;
+  checks: IPipelineCheck[];
 }
 
 export interface IStartRun {
@@ -268,6 +297,9 @@ export class ApiClient {
   }
   triggers(): Promise<ITriggers> {
     return this.request<ITriggers>('triggers');
+  }
+  pipeline(): Promise<IPipelineTrack> {
+    return this.request<IPipelineTrack>('pipeline');
   }
   daemon(action: 'start' | 'stop'): Promise<IDaemon> {
     return this.post(`daemon/${action}`, {});

@@ -23,7 +23,8 @@ export namespace CommandIDs {
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'ct-notebooks:plugin',
-  description: 'Continuous Training sidebar: runs, models, drift and schedule of a ct-notebooks project.',
+  description:
+    'Continuous Training sidebar: runs, models, drift, schedule and pipeline track of a ct-notebooks project.',
   autoStart: true,
   optional: [ICommandPalette, ILayoutRestorer, ISettingRegistry],
   activate: (

@@ -1,6 +1,6 @@
 /** Pure view-model helpers of the sidebar (formatting, the Run form's values), tested with jest. */
 
-import type { IParameterSpec, IRunSummary, IStageDetail, IStartRun, RunStatus } from './api';
+import type { IModelVersion, IParameterSpec, IRunSummary, IStageDetail, IStartRun, RunStatus } from './api';
 
 export const FINAL_STATUSES: ReadonlySet<string> = new Set([
   'succeeded',
@@ -50,6 +50,29 @@ export function formatShare(share: number | null | undefined): string {
 
 export function formatMetric(value: number | null | undefined): string {
   return value === null || value === undefined ? '–' : value.toFixed(4);
+}
+
+/**
+ * A version's value of ``metric``: the gate's holdout metric (``metrics``, or the ``ct.metric.*`` tag a
+ * server before that merge sends), null when the version has none.
+ */
+export function versionMetric(version: Pick<IModelVersion, 'metrics' | 'tags'>, metric: string): number | null {
+  const value = version.metrics?.[metric];
+  if (typeof value === 'number' && isFinite(value)) {
+    return value;
+  }
+  const raw = version.tags?.[`ct.metric.${metric}`];
+  if (raw === undefined || raw === null || String(raw).trim() === '') {
+    return null;
+  }
+  const parsed = Number(raw);
+  return isFinite(parsed) ? parsed : null;
+}
+
+/** The type shown next to a parameter's name: nothing when papermill inferred none ("", or "None"). */
+export function typeLabel(spec: Pick<IParameterSpec, 'type'>): string {
+  const type = (spec.type ?? '').trim();
+  return type === '' || type === 'None' || type === 'NoneType' ? '' : type;
 }
 
 export function outcomeText(run: Pick<IRunSummary, 'outcome' | 'version'>): string {

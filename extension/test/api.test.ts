@@ -48,7 +48,11 @@ describe('ApiClient', () => {
 
   it('turns error bodies into ApiError with the server message', async () => {
     const client = new ApiClient('/', fakeFetch(409, { error: 'promotion_refused', message: 'gate rejected v3' }));
-    await expect(client.promote(3)).rejects.toMatchObject({ status: 409, code: 'promotion_refused', message: 'gate rejected v3' });
+    await expect(client.promote(3)).rejects.toMatchObject({
+      status: 409,
+      code: 'promotion_refused',
+      message: 'gate rejected v3'
+    });
   });
 
   it('survives non-JSON error bodies', async () => {
@@ -73,7 +77,10 @@ describe('ApiClient', () => {
     expect(calls[0].url).toBe('/base/ct-notebooks/api/runs');
     expect(calls[0].init.method).toBe('POST');
     expect((calls[0].init.headers as Record<string, string>)['Idempotency-Key']).toBe('key-1');
-    expect(JSON.parse(calls[0].init.body as string)).toEqual({ pipeline: 'train', parameters: { ingest: { holdout_fraction: 0.3 } } });
+    expect(JSON.parse(calls[0].init.body as string)).toEqual({
+      pipeline: 'train',
+      parameters: { ingest: { holdout_fraction: 0.3 } }
+    });
   });
 
   it('sends rollback and promote bodies the API accepts', async () => {
@@ -82,7 +89,11 @@ describe('ApiClient', () => {
     await client.rollback();
     await client.rollback(2, 'why');
     await client.promote(4);
-    expect(calls.map(c => JSON.parse(c.init.body as string))).toEqual([{}, { to_version: 2, reason: 'why' }, { version: 4 }]);
+    expect(calls.map(c => JSON.parse(c.init.body as string))).toEqual([
+      {},
+      { to_version: 2, reason: 'why' },
+      { version: 4 }
+    ]);
   });
 
   it('builds report URLs inside the namespace', () => {

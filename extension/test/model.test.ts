@@ -1,6 +1,7 @@
 import {
   decisionText,
   formatDuration,
+  formatMetric,
   formatShare,
   initialText,
   isResumable,
@@ -10,7 +11,9 @@ import {
   quarantineLines,
   sparkline,
   startRunBody,
-  statusIcon
+  statusIcon,
+  typeLabel,
+  versionMetric
 } from '../src/model';
 
 describe('formatting', () => {
@@ -89,7 +92,13 @@ describe('sparkline', () => {
 describe('data gate', () => {
   it('lists quarantined batches with where they went and why', () => {
     const stages = [
-      { outputs: { quarantined: [{ batch: 'b4.csv', moved_to: 'data/quarantine/b4.csv', violations: ["column 'x' is missing", 'more'] }] } },
+      {
+        outputs: {
+          quarantined: [
+            { batch: 'b4.csv', moved_to: 'data/quarantine/b4.csv', violations: ["column 'x' is missing", 'more'] }
+          ]
+        }
+      },
       { outputs: { quarantined: [{ batch: 'b5.csv', moved_to: null, violations: [] }] } },
       { outputs: { warnings: ['w'] } },
       {}
@@ -101,7 +110,11 @@ describe('data gate', () => {
   });
   it('says how a triggered run ended, not just that it started', () => {
     const blocked = {
-      evaluated_at: 't', trigger: 'drift', fired: true, action: 'started', reason: 'share 0.5',
+      evaluated_at: 't',
+      trigger: 'drift',
+      fired: true,
+      action: 'started',
+      reason: 'share 0.5',
       run: { status: 'blocked', text: "blocked at validate: batch b4.csv: column 'x' is missing" }
     };
     expect(decisionText(blocked)).toBe(
@@ -110,5 +123,24 @@ describe('data gate', () => {
     expect(decisionText({ evaluated_at: 't', trigger: 'cron', fired: false, reason: 'quiet', run: null })).toBe(
       't cron: not fired quiet'
     );
+  });
+});
+
+describe('models table and run form labels', () => {
+  it('reads the primary metric from metrics, else from the ct.metric tag', () => {
+    expect(versionMetric({ metrics: { roc_auc: 0.71 } }, 'roc_auc')).toBe(0.71);
+    // what the server sent before it merged the gate's holdout metrics: train_* only, the metric as a tag
+    const v = { metrics: { train_roc_auc: 0.91 }, tags: { 'ct.metric.roc_auc': '0.6657131960335622' } };
+    expect(versionMetric(v, 'roc_auc')).toBeCloseTo(0.6657, 4);
+    expect(formatMetric(versionMetric(v, 'roc_auc'))).toBe('0.6657');
+    expect(versionMetric({ metrics: {}, tags: { 'ct.metric.roc_auc': 'nan' } }, 'roc_auc')).toBeNull();
+    expect(versionMetric({ metrics: { roc_auc: null } }, 'roc_auc')).toBeNull();
+    expect(formatMetric(versionMetric({ metrics: {} }, 'roc_auc'))).toBe('–');
+  });
+
+  it('shows no type for a parameter papermill inferred none for', () => {
+    expect(typeLabel({ type: 'None' })).toBe('');
+    expect(typeLabel({ type: '' })).toBe('');
+    expect(typeLabel({ type: 'int' })).toBe('int');
   });
 });

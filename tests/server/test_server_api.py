@@ -84,6 +84,8 @@ async def test_project_describes_pipelines_and_parameters(jp_fetch: Any, demo_pr
     params = {p["name"]: p for p in ingest["parameters"]}
     assert "ct_context" not in params
     assert params["holdout_fraction"]["configured"] == "0.2"
+    # no annotation, no inferred type: an empty string, never Python's None spelled out
+    assert all(p["type"] != "None" for p in params.values())
     assert ingest["notebook_path"] == "notebooks/ingest.ipynb"
 
 
@@ -260,6 +262,11 @@ async def test_models_promote_rollback_and_refusal(jp_fetch: Any, demo_project: 
     assert models["aliases"]["champion"] == 2
     assert versions[3]["gate"] == "rejected" and versions[3]["gate_reason"]
     assert any("roc_auc" in name for name in versions[1]["metrics"])
+    # the primary metric the Models table shows: the gate's holdout metric, recorded as a version tag
+    primary = models["primary_metric"]
+    for v in versions.values():
+        assert isinstance(v["metrics"][primary], float), v["metrics"]
+        assert v["metrics"][primary] == float(v["tags"][f"ct.metric.{primary}"])
     assert "source" not in versions[1]
     assert [m["to_version"] for m in models["audit"] if m["alias"] == "champion"][:2] == [2, 1]
 

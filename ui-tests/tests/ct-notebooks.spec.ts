@@ -3,7 +3,7 @@ import * as path from 'path';
 
 /** Screenshots of each panel, light and dark, kept as test artifacts (gitignored). */
 const ARTIFACTS = path.resolve(__dirname, '..', '..', 'test-artifacts', 'ui-tests');
-const SECTIONS = ['runs', 'run', 'models', 'drift', 'schedule'];
+const SECTIONS = ['runs', 'run', 'models', 'drift', 'schedule', 'pipeline'];
 
 test.use({ autoGoto: true });
 
@@ -17,6 +17,21 @@ async function confirm(page: IJupyterLabPageFixture): Promise<void> {
   await expect(dialog).toBeVisible();
   await dialog.locator('.jp-mod-accept').click();
   await expect(dialog).toHaveCount(0);
+}
+
+/** Save one of the sidebar's settings through JupyterLab's setting registry (null: back to the default). */
+async function setSetting(page: IJupyterLabPageFixture, key: string, value: number | null): Promise<void> {
+  await page.evaluate(
+    async ([k, v]) => {
+      const registry: any = await (window as any).galata.getPlugin('@jupyterlab/apputils-extension:settings');
+      if (v === null) {
+        await registry.remove('ct-notebooks:plugin', k);
+      } else {
+        await registry.set('ct-notebooks:plugin', k, v);
+      }
+    },
+    [key, value] as [string, number | null]
+  );
 }
 
 async function screenshots(page: IJupyterLabPageFixture, theme: string): Promise<void> {
@@ -41,11 +56,51 @@ test.describe.serial('Continuous Training sidebar', () => {
     await expect(page.locator('.ct-batches tr')).not.toHaveCount(0);
     await expect(page.locator('.ct-columns tr').nth(1)).toBeVisible();
     await expect(page.locator('.ct-daemon')).toContainText('Daemon');
+    // the pipeline track: the working copy's version (the demo project deploys none)
+    const track = page.locator('#ct-notebooks-panel .ct-section-pipeline');
+    await expect(track.locator('.ct-track-working td')).toHaveText(/^[0-9a-f]{8,}/);
+    await expect(track.locator('.ct-track-state')).toHaveAttribute('data-state', /^(undeployed|differs|same)$/);
+    await expect(track.locator('.ct-checks, .ct-no-checks')).toBeVisible();
     await screenshots(page, 'light');
     await page.theme.setDarkTheme();
     await openPanel(page);
     await screenshots(page, 'dark');
     await page.theme.setLightTheme();
+  });
+
+  test('keeps what is typed in the Run form across full refreshes', async ({ page }) => {
+    // a full refresh (project, models, drift, schedule) is the one that asks for the project
+    let fullRefreshes = 0;
+    page.on('response', response => {
+      if (new URL(response.url()).pathname.endsWith('/ct-notebooks/api/project')) {
+        fullRefreshes++;
+      }
+    });
+    await openPanel(page);
+    await setSetting(page, 'refreshSeconds', 1); // a full refresh every 5 s instead of 15
+    const form = page.locator('#ct-notebooks-panel .ct-section-run');
+    await form.locator('.ct-pipeline').selectOption('monitor');
+    // no Python "None" printed under the parameter names
+    await expect(form.locator('.ct-fields')).toBeVisible();
+    await expect(form.locator('.ct-fields')).not.toContainText('None');
+    const typed: [string, string][] = [
+      ['[data-param="score.batch"]', 'batch-typed.csv'],
+      ['[data-param="score.threshold"]', '0.7'],
+      ['.ct-reason', 'typed while the sidebar polls'],
+      ['.ct-idempotency-key', 'ctn-typed-key-0001']
+    ];
+    for (const [selector, value] of typed) {
+      await form.locator(selector).fill(value);
+    }
+    const before = fullRefreshes;
+    await expect.poll(() => fullRefreshes, { timeout: 90000, intervals: [250] }).toBeGreaterThanOrEqual(before + 2);
+    await expect(form.locator('.ct-pipeline')).toHaveValue('monitor');
+    for (const [selector, value] of typed) {
+      await expect(form.locator(selector)).toHaveValue(value);
+    }
+    await setSetting(page, 'refreshSeconds', null);
+    // the champion's primary metric (a version tag) is shown, not "–"
+    await expect(page.locator('.ct-versions tr[data-version="2"] .ct-metric')).toHaveText(/^\d\.\d{4}$/);
   });
 
   test('starts a run, watches it finish and opens its notebook', async ({ page }) => {
@@ -82,15 +137,7 @@ test.describe.serial('Continuous Training sidebar', () => {
     await expect(runs).toHaveCount(total);
 
     // the user's setting, saved through JupyterLab's setting registry, reaches the open sidebar
-    const setPageSize = (size: number | null) =>
-      page.evaluate(async (value: number | null) => {
-        const registry: any = await (window as any).galata.getPlugin('@jupyterlab/apputils-extension:settings');
-        if (value === null) {
-          await registry.remove('ct-notebooks:plugin', 'runsPageSize');
-        } else {
-          await registry.set('ct-notebooks:plugin', 'runsPageSize', value);
-        }
-      }, size);
+    const setPageSize = (size: number | null) => setSetting(page, 'runsPageSize', size);
     await setPageSize(2);
     await expect(runs).toHaveCount(2);
     await page.locator('.ct-more-runs').click();
