@@ -190,6 +190,34 @@ export interface IPipelineTrack {
   checks: IPipelineCheck[];
 }
 
+/** Runs, wall and kernel CPU seconds, archive bytes and cost (null without a price) of a group of runs. */
+export interface ICostEntry {
+  runs: number;
+  wall_s: number;
+  cpu_s: number;
+  archive_bytes: number;
+  cost: number | null;
+}
+
+/** One pipeline's last 24 hours beside the daily budget of rule-started runs. */
+export interface ICostDay {
+  runs_last_24h: number;
+  cpu_s_last_24h: number;
+  cost_last_24h: number | null;
+  max_per_day: number | null;
+  max_cost_per_day: number | null;
+}
+
+/** GET /costs: totals per pipeline and per trigger kind, and each pipeline's last day. */
+export interface ICosts {
+  pipelines: Record<string, ICostEntry>;
+  triggers: Record<string, ICostEntry>;
+  runs_counted: number;
+  currency: string;
+  cpu_hour_price: number | null;
+  budget: Record<string, ICostDay>;
+}
+
 export interface IStartRun {
   pipeline: string;
   parameters?: Record<string, Record<string, unknown>>;
@@ -300,6 +328,9 @@ export class ApiClient {
   }
   pipeline(): Promise<IPipelineTrack> {
     return this.request<IPipelineTrack>('pipeline');
+  }
+  costs(): Promise<ICosts> {
+    return this.request<ICosts>('costs');
   }
   daemon(action: 'start' | 'stop'): Promise<IDaemon> {
     return this.post(`daemon/${action}`, {});

@@ -1,6 +1,7 @@
 /**
  * The "Continuous Training" sidebar: composes one widget per section (sections/) and drives the one
- * polling loop. Runs reload on every tick; project, models, drift, schedule and pipeline track on every fifth.
+ * polling loop. Runs reload on every tick; project, models, drift, schedule, pipeline track and
+ * costs on every fifth.
  */
 
 import { Dialog, showDialog } from '@jupyterlab/apputils';
@@ -10,6 +11,7 @@ import { ApiClient, IProject } from './api';
 import { button, el, message } from './dom';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
+import { CostSection } from './sections/cost';
 import { PipelineSection } from './sections/pipeline';
 import { RunFormSection } from './sections/runForm';
 import { RunsSection } from './sections/runs';
@@ -28,6 +30,7 @@ export class CTPanel extends Widget {
   readonly drift: DriftSection;
   readonly schedule: ScheduleSection;
   readonly pipeline: PipelineSection;
+  readonly cost: CostSection;
   private readonly sections: Section[];
   private project: IProject | null = null;
   private intervalMs = 3000;
@@ -56,7 +59,8 @@ export class CTPanel extends Widget {
     this.drift = new DriftSection(ctx);
     this.schedule = new ScheduleSection(ctx);
     this.pipeline = new PipelineSection(ctx);
-    this.sections = [this.runs, this.runForm, this.models, this.drift, this.schedule, this.pipeline];
+    this.cost = new CostSection(ctx);
+    this.sections = [this.runs, this.runForm, this.models, this.drift, this.schedule, this.pipeline, this.cost];
 
     const header = new Widget({
       node: el(
@@ -120,7 +124,7 @@ export class CTPanel extends Widget {
     this.banner.classList.toggle('ct-banner-error', Boolean(text));
   }
 
-  /** Reload what the sidebar shows; ``all`` also reloads project, models, drift, schedule and pipeline track. */
+  /** Reload what the sidebar shows; ``all`` also reloads project, models, drift, schedule, pipeline track, costs. */
   async refresh(all = false): Promise<void> {
     if (this.busy) {
       return;
@@ -137,16 +141,18 @@ export class CTPanel extends Widget {
       }
       await this.runs.load();
       if (all) {
-        const [models, drift, triggers, pipeline] = await Promise.allSettled([
+        const [models, drift, triggers, pipeline, costs] = await Promise.allSettled([
           this.client.models(),
           this.client.drift(),
           this.client.triggers(),
-          this.client.pipeline()
+          this.client.pipeline(),
+          this.client.costs()
         ]);
         this.models.render(models);
         this.drift.render(drift);
         this.schedule.render(triggers);
         this.pipeline.render(pipeline);
+        this.cost.render(costs);
       }
       this.showError(null);
     } catch (error) {

@@ -61,6 +61,10 @@ test.describe.serial('Continuous Training sidebar', () => {
     await expect(track.locator('.ct-track-working td')).toHaveText(/^[0-9a-f]{8,}/);
     await expect(track.locator('.ct-track-state')).toHaveAttribute('data-state', /^(undeployed|differs|same)$/);
     await expect(track.locator('.ct-checks, .ct-no-checks')).toBeVisible();
+    // costs: the demo's train runs, totalled
+    const cost = page.locator('#ct-notebooks-panel .ct-section-cost');
+    await expect(cost.locator('.ct-cost-pipeline tr[data-name="train"] td').nth(1)).toHaveText(/^[1-9][0-9]*$/);
+    await expect(cost.locator('.ct-cost-day li[data-name="train"]')).toContainText('run(s)');
     await screenshots(page, 'light');
     await page.theme.setDarkTheme();
     await openPanel(page);
