@@ -110,6 +110,7 @@ class StageContext:
         A key of the stage role's output schema must have its JSON type there; other keys are free.
         """
         schema = SCHEMAS[self.role] if self.role is not None else None
+        checked: dict[str, Any] = {}
         for key, value in outputs.items():
             if isinstance(value, Path):
                 value = self._relative(value)
@@ -117,7 +118,8 @@ class StageContext:
             problem = schema.mismatch(key, value) if schema is not None else None
             if problem:
                 raise ParameterError(f"stage {self.stage!r} (role {self.role}) recorded output {key!r}: {problem}")
-            self._recorded[key] = value
+            checked[key] = value
+        self._recorded.update(checked)
         atomic_write_json(self.outputs_file, self._recorded)
 
     @property

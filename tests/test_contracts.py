@@ -52,7 +52,8 @@ def test_nullable_keys_and_integers_for_numbers_fit(tmp_path: Path) -> None:
     ctx.record(drift_share=1, batch=None, drifted_columns=["a"], report_html=ctx.path("reports/drift.html"))
     assert ctx.recorded["drift_share"] == 1 and ctx.recorded["report_html"] == "reports/drift.html"
     with pytest.raises(ParameterError, match="'dataset_drift': expected boolean, got integer"):
-        ctx.record(dataset_drift=1)
+        ctx.record(batch="b.csv", dataset_drift=1)
+    assert ctx.recorded["batch"] is None  # nothing of a refused call is recorded
     with pytest.raises(ParameterError, match="expected array, got object"):
         ctx.record(drifted_columns={"a": 1})
 
