@@ -68,7 +68,7 @@ MONITOR_CELLS = [
 TRAIN_CELLS = [
     "ct_context = {}\nnoise = 0.1",
     "from ct_notebooks import stage\nfrom ct_notebooks.errors import StaleGateDecision\n"
-    "from ct_notebooks.registry import TAG_GATE, TAG_GATE_REASON\n"
+    "from ct_notebooks.contracts import TAG_GATE, TAG_GATE_REASON\n"
     "import numpy as np, pandas as pd\nfrom sklearn.linear_model import LogisticRegression\n"
     "ctx = stage.context(ct_context, stage='train')\n"
     "data = pd.read_csv(ctx.project.root / 'data' / 'reference.csv')\n"
@@ -548,8 +548,9 @@ def check(chaos: Chaos) -> dict[str, Any]:
 
 def check_registry(root: Path) -> tuple[list[str], list[str]]:
     """Champion moves neither blessed, returning to an earlier champion, nor forced; breaks in the chain."""
+    from ct_notebooks.contracts import TAG_GATE
     from ct_notebooks.project import Project
-    from ct_notebooks.registry import ALIAS_CHAMPION, TAG_GATE
+    from ct_notebooks.registry import ALIAS_CHAMPION
 
     registry = Project.load(root, search_parents=False).registry()
     moves = registry.audit_log(ALIAS_CHAMPION)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from .config import ProjectConfig
+from .contracts import TAG_ARCHIVE_PATH, TAG_REFERENCE, Ingest
 from .datasets import BATCH_COLUMN, categorical_columns, is_categorical_dtype, read_batch, read_snapshot
 from .digests import file_sha256
 from .errors import CTError, DataError
@@ -72,16 +73,16 @@ def champion_reference(project: Project, champion: Any | None) -> Reference:
     version = int(champion.version)
     files: list[Path] = []
     batches: dict[str, str | None] = {}
-    archive = _tag(tags, "ct.archive_path")
+    archive = _tag(tags, TAG_ARCHIVE_PATH)
     outputs_file = root / archive / "outputs" / "ingest.json" if archive else None
     if outputs_file is not None and outputs_file.is_file():
         outputs = json.loads(outputs_file.read_text(encoding="utf-8"))
         run_dir = outputs_file.parent.parent
-        files = [run_dir / outputs[key] for key in ("train_path", "holdout_path") if outputs.get(key)]
-        digests = outputs.get("batch_digests") or {}
-        batches = {str(name): digests.get(name) for name in outputs.get("batches") or []}
+        files = [run_dir / outputs[key] for key in (Ingest.train_path, Ingest.holdout_path) if outputs.get(key)]
+        digests = outputs.get(Ingest.batch_digests) or {}
+        batches = {str(name): digests.get(name) for name in outputs.get(Ingest.batches) or []}
     else:
-        train = _tag(tags, "ct.reference")
+        train = _tag(tags, TAG_REFERENCE)
         if train:
             files = [root / train, (root / train).with_name("holdout.parquet")]
             files = [files[0]] + [f for f in files[1:] if f.is_file()]
@@ -89,7 +90,7 @@ def champion_reference(project: Project, champion: Any | None) -> Reference:
     if not readable:
         return Reference(
             label=f"the batches themselves: champion version {version} has no readable data snapshot "
-                  f"(ct.archive_path = {archive!r}, ct.reference = {tags.get('ct.reference')!r})",
+                  f"({TAG_ARCHIVE_PATH} = {archive!r}, {TAG_REFERENCE} = {tags.get(TAG_REFERENCE)!r})",
             version=version,
         )
     frame = pd.concat([read_snapshot(f) for f in readable], ignore_index=True, sort=False)

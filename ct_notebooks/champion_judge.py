@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from .contracts import TAG_ARCHIVE_PATH, TAG_DATA_TIME_MAX, TAG_REFERENCE, TAG_REFIT, TAG_TRUE
 from .datasets import read_snapshot
 from .registry import ModelVersionInfo, Registry
-from .training import GATE_MODEL_FILE, TAG_DATA_TIME_MAX
+from .training import GATE_MODEL_FILE
 
 
 @dataclass
@@ -39,8 +40,8 @@ def _seen(holdout_times: pd.Series, until: pd.Timestamp | None) -> int | None:
 
 def _gate_model_cutoff(info: ModelVersionInfo, root: Path, time_column: str) -> tuple[Path, pd.Timestamp] | None:
     """The champion's gate model file and the newest time it was fitted on, when both are known."""
-    archive, reference = info.tags.get("ct.archive_path"), info.tags.get("ct.reference")
-    if info.tags.get("ct.refit") != "true" or not archive or not reference:
+    archive, reference = info.tags.get(TAG_ARCHIVE_PATH), info.tags.get(TAG_REFERENCE)
+    if info.tags.get(TAG_REFIT) != TAG_TRUE or not archive or not reference:
         return None
     path, snapshot = root / archive / GATE_MODEL_FILE, root / reference
     if not path.is_file() or not snapshot.is_file():

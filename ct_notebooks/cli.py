@@ -10,6 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .contracts import (
+    TAG_GATE,
+    TAG_RUN_ID,
+    Drift,
+    Ingest,
+    Performance,
+    Role,
+    Score,
+    Validate,
+    measured,
+    metric_tag,
+    outputs_of,
+    stage_role,
+)
 from .errors import ConfigError, CTError, InputError, PromotionRefused
 from .models import RunRecord, RunStatus
 
@@ -241,21 +255,16 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"     {stage.error.ename} at cell {stage.error.cell_index}: {stage.error.evalue}")
         for warning in stage.warnings:
             print(f"     warning: {warning}")
-        for item in stage.outputs.get("quarantined") or []:
+        for item in stage.outputs.get(Ingest.quarantined) or []:
             where = f"moved to {item['moved_to']}" if item.get("moved_to") else "kept out of the run"
             first = (item.get("violations") or ["failed the data gate"])[0]
             print(f"     batch {item.get('batch')} failed the data gate ({where}): {first}")
-        if stage.name == "validate":
-            for warning in stage.outputs.get("warnings") or []:
+        if stage_role(stage.name, stage.role) == Role.VALIDATE:
+            for warning in stage.outputs.get(Validate.warnings) or []:
                 print(f"     data gate warning: {warning}")
     for line in _measurements(record):
         print(line)
     return EXIT_OK
-
-
-def _first_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
-    """Outputs of the first stage that recorded every one of ``keys``."""
-    return next((o for o in record.outputs().values() if all(k in o for k in keys)), None)
 
 
 def _number(value: Any, signed: bool = False) -> str:
@@ -267,30 +276,31 @@ def _number(value: Any, signed: bool = False) -> str:
 def _measurements(record: RunRecord) -> list[str]:
     """What a monitor run measured: the drift share and columns, and the champion's metrics on labelled rows."""
     lines = []
-    drift = _first_outputs(record, "drift_share")
+    drift = measured(record, Role.DRIFT)
     if drift is not None:
-        share = drift.get("drift_share")
-        drifted = list(drift.get("drifted_columns") or [])
-        columns = drift.get("columns")
+        share = drift.get(Drift.drift_share)
+        drifted = list(drift.get(Drift.drifted_columns) or [])
+        columns = drift.get(Drift.columns)
         counted = f" ({len(drifted)} of {len(columns)} columns)" if isinstance(columns, list) and columns else ""
         text = f"  drift: share {_number(share)}{counted}, drifted: {', '.join(drifted) or 'none'}"
-        prediction = drift.get("prediction_drift")
+        prediction = drift.get(Drift.prediction_drift)
         if isinstance(prediction, dict) and "drifted" in prediction:
             text += f"; predictions {'drifted' if prediction['drifted'] else 'not drifted'}"
         lines.append(text)
-    perf = _first_outputs(record, "labelled_rows", "metrics")
+    perf = measured(record, Role.PERFORMANCE)
     if perf is not None:
-        metrics = perf.get("metrics") or {}
-        champion = perf.get("champion_metrics") or {}
-        labelled = perf.get("labelled_rows") or 0
-        if not perf.get("has_labels"):
+        metrics = perf.get(Performance.metrics) or {}
+        champion = perf.get(Performance.champion_metrics) or {}
+        labelled = perf.get(Performance.labelled_rows) or 0
+        if not perf.get(Performance.has_labels):
             lines.append("  performance: the batch has no labels (no target values)")
         elif not metrics:
             lines.append(f"  performance: not measured, only {labelled} labelled row(s)")
         else:
-            primary = perf.get("primary_metric")
-            scored = _first_outputs(record, "champion_version") or {}
-            version = f"champion v{scored['champion_version']}" if "champion_version" in scored else "the champion"
+            primary = perf.get(Performance.primary_metric)
+            scored = outputs_of(record, Role.SCORE)
+            version = f"champion v{scored[Score.champion_version]}" if Score.champion_version in scored \
+                else "the champion"
             lines.append(f"  performance on {labelled} labelled row(s) ({version}; its holdout value in brackets):")
             for name, value in metrics.items():
                 reference = champion.get(name)
@@ -317,10 +327,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     primary = project.config.model.primary_metric
     print(f"{'version':>7}  {'aliases':18} {primary:>9}  {'gate':9} run")
     for v in versions:
-        metric = v.tags.get(f"ct.metric.{primary}") or v.metrics.get(primary)
+        metric = v.tags.get(metric_tag(primary)) or v.metrics.get(primary)
         shown = f"{float(metric):.4f}" if metric not in (None, "") else "-"
-        print(f"{v.version:>7}  {','.join(v.aliases):18} {shown:>9}  {v.tags.get('ct.gate', '-'):9} "
-              f"{v.tags.get('ct.run_id', '-')}")
+        print(f"{v.version:>7}  {','.join(v.aliases):18} {shown:>9}  {v.tags.get(TAG_GATE, '-'):9} "
+              f"{v.tags.get(TAG_RUN_ID, '-')}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .contracts import Role, stage_role
 from .drift_config import DriftConfig
 from .errors import ConfigError
 from .notify_config import CHANNEL_KINDS, NotificationsConfig
@@ -247,6 +248,15 @@ class StageConfig(_Strict):
     notebook: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     timeout_s: float | None = Field(None, gt=0)
+    role: Role | None = Field(
+        None, description="the job the stage does: what it records is checked against the role's output "
+                          "schema, and triggers and views find the role's outputs in it. null: the stage name, "
+                          "when that is a role")
+
+    @property
+    def resolved_role(self) -> Role | None:
+        """The configured role, else the stage name when it is a role."""
+        return stage_role(self.name, self.role)
 
     @field_validator("parameters")
     @classmethod

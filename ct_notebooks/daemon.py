@@ -27,6 +27,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from .archive import atomic_write_json, new_run_id
+from .contracts import Role, Score
+from .contracts import measured as role_measurement
 from .costs import cost_last_24h
 from .decisions import STORE_FILE, Job, Store
 from .deploy_watch import PipelineWatch
@@ -99,14 +101,6 @@ def count_rows(path: Path) -> int | None:
         return max(0, lines - 1)
     except Exception:
         return None
-
-
-def _stage_outputs(record: RunRecord, *keys: str) -> dict[str, Any] | None:
-    """Outputs of the first stage that recorded every one of ``keys``."""
-    for outputs in record.outputs().values():
-        if all(k in outputs for k in keys):
-            return outputs
-    return None
 
 
 # -- evaluation: gathers inputs, calls the pure trigger functions, records and enqueues ----------------
@@ -250,10 +244,10 @@ class Engine:
                          note: str | None = None) -> list[TriggerDecision]:
         """Drift and performance rules on a finished monitor run."""
         out = []
-        drift = _stage_outputs(record, "drift_share") if record else None
-        perf = _stage_outputs(record, "labelled_rows", "metrics") if record else None
-        scored = _stage_outputs(record, "batch") if record else None
-        batch = scored.get("batch") if scored else None
+        drift = role_measurement(record, Role.DRIFT)
+        perf = role_measurement(record, Role.PERFORMANCE)
+        scored = role_measurement(record, Role.SCORE)
+        batch = scored.get(Score.batch) if scored else None
         problem = note
         if record is not None and record.status != RunStatus.SUCCEEDED:
             problem = f"monitor run {record.run_id} {record.status}: {record.error or ''}".strip()
@@ -280,7 +274,7 @@ class Engine:
                 decision = evaluate_performance(name, rule, measurement, batch_key=batch_key, now=now,
                                                 primary_metric=self.project.config.model.primary_metric)
             decision.values["monitor_run"] = record.run_id
-            overrides = self.change_overrides(decision.pipeline, scored.get("time_min") if scored else None) \
+            overrides = self.change_overrides(decision.pipeline, scored.get(Score.time_min) if scored else None) \
                 if decision.fired else None
             out.append(self.act(decision, now, overrides=overrides))
         return out

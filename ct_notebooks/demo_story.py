@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contracts import Drift, Performance, Role, Score, outputs_of
 from .demo import BATCHES, demo_config, generate_batches
 from .models import RunRecord, RunStatus
 from .project import Project
@@ -92,11 +93,11 @@ def run_demo(
             say(f"[demo] {landed.name} landed: {spec.story}")
             monitor = runner.run("monitor", overrides=[("score", "batch", landed.name)],
                                  trigger="new_data", reason=f"{landed.name} arrived")
-            outputs = monitor.outputs()
-            drift_share = outputs.get("drift", {}).get("drift_share")
-            metrics: dict[str, Any] = outputs.get("performance", {}).get("metrics", {}) or {}
+            drift_share = outputs_of(monitor, Role.DRIFT).get(Drift.drift_share)
+            performance = outputs_of(monitor, Role.PERFORMANCE)
+            metrics: dict[str, Any] = performance.get(Performance.metrics, {}) or {}
             accuracy = metrics.get("accuracy")
-            delta = outputs.get("performance", {}).get("delta_primary")
+            delta = performance.get(Performance.delta_primary)
             reason = None
             if monitor.status == RunStatus.BLOCKED:
                 reason = f"monitor blocked: {monitor.error}"
@@ -108,7 +109,7 @@ def run_demo(
                           None, monitor_run=monitor.run_id)
             if reason:
                 trigger = "drift" if reason.startswith("drift") else "performance"
-                began = outputs.get("score", {}).get("time_min")  # the change began with this batch
+                began = outputs_of(monitor, Role.SCORE).get(Score.time_min)  # the change began with this batch
                 train = runner.run("train", trigger=trigger, reason=reason,
                                    overrides=[("ingest", CHANGED_SINCE, began)] if began else None)
                 row.train_run = train.run_id
@@ -201,9 +202,8 @@ def run_daemon_demo(
                         raise TimeoutError(f"the daemon did not finish {landed.name} in {batch_timeout_s:g} s")
                     time.sleep(0.2)
                 monitor = runner.archive.load(monitors[0].run_id)
-                outputs = monitor.outputs()
-                metrics: dict[str, Any] = outputs.get("performance", {}).get("metrics", {}) or {}
-                row = DemoRow(spec.name, spec.story, outputs.get("drift", {}).get("drift_share"),
+                metrics: dict[str, Any] = outputs_of(monitor, Role.PERFORMANCE).get(Performance.metrics, {}) or {}
+                row = DemoRow(spec.name, spec.story, outputs_of(monitor, Role.DRIFT).get(Drift.drift_share),
                               metrics.get("accuracy"), "no action: model healthy", None, monitor_run=monitor.run_id)
                 if monitor.status != RunStatus.SUCCEEDED:
                     row.action = (f"monitor {monitor.status} at {monitor.failed_stage}; no trigger can read it "

@@ -86,11 +86,13 @@ class StageRecord:
     notebook_sha256: str | None = None
     reused_from: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the stage's role (``contracts.Role``) when the run was made; None in runs made before roles were recorded
+    role: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; containers are copied one level deep, nested values are shared."""
         return {
-            "name": self.name, "notebook": self.notebook, "status": str(self.status),
+            "name": self.name, "role": self.role, "notebook": self.notebook, "status": str(self.status),
             "started_at": self.started_at, "ended_at": self.ended_at, "duration_s": self.duration_s,
             "cpu_s": self.cpu_s, "overhead_s": self.overhead_s, "parameters": dict(self.parameters),
             "outputs": dict(self.outputs), "error": self.error.to_dict() if self.error else None,
@@ -110,7 +112,7 @@ class StageRecord:
             cpu_s=get("cpu_s"), overhead_s=get("overhead_s"), parameters=get("parameters", {}),
             outputs=get("outputs", {}), error=StageError.from_dict(error) if error else None,
             executed_notebook=get("executed_notebook"), html=get("html"), notebook_sha256=get("notebook_sha256"),
-            reused_from=get("reused_from"), warnings=get("warnings", []),
+            reused_from=get("reused_from"), warnings=get("warnings", []), role=get("role"),
         )
 
 

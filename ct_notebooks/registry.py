@@ -38,6 +38,7 @@ from mlflow.models import infer_signature
 
 from ct_notebooks import alias_audit
 from ct_notebooks.alias_audit import AliasMove
+from ct_notebooks.contracts import GATE_PASSED, GATE_REJECTED, TAG_GATE, TAG_GATE_REASON, TAG_RUN_ID, TAG_SIZE_BYTES
 from ct_notebooks.errors import (
     PromotionRefused,
     RegistryError,
@@ -52,10 +53,6 @@ __all__ = [
     "ALIAS_CHAMPION",
     "ALIAS_CONTENDER",
     "ANY_CHAMPION",
-    "TAG_GATE",
-    "TAG_GATE_REASON",
-    "TAG_RUN_ID",
-    "TAG_SIZE_BYTES",
     "AliasMove",
     "ModelVersionInfo",
     "Registry",
@@ -64,10 +61,6 @@ __all__ = [
 
 ALIAS_CHAMPION = "champion"
 ALIAS_CONTENDER = "contender"
-TAG_SIZE_BYTES = "ct.size_bytes"
-TAG_GATE = "ct.gate"
-TAG_GATE_REASON = "ct.gate_reason"
-TAG_RUN_ID = "ct.run_id"  # a tag passed to log_and_register under this key names the ct-notebooks run
 
 #: Packages pinned into every logged model's requirements (MLflow adds itself).
 PINNED_PACKAGES = ("scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")
@@ -677,7 +670,7 @@ class Registry:
                         current=now,
                     )
             forced = False
-            if target.tags.get(TAG_GATE) == "rejected":
+            if target.tags.get(TAG_GATE) == GATE_REJECTED:
                 gate_reason = target.tags.get(TAG_GATE_REASON, "no reason recorded")
                 if not force:
                     raise PromotionRefused(
@@ -731,9 +724,9 @@ class Registry:
         if any(version in (move.from_version, move.to_version) for move in self.audit_log(ALIAS_CHAMPION)):
             return None
         gate = target.tags.get(TAG_GATE)
-        if gate == "passed":
+        if gate == GATE_PASSED:
             return None
-        if gate == "rejected":
+        if gate == GATE_REJECTED:
             why = target.tags.get(TAG_GATE_REASON, "no reason recorded")
             return f"it was never champion and the model gate rejected it ({why})"
         return "it was never champion and the model gate never blessed it"

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import alias_audit
 from .archive import atomic_write_json
+from .contracts import TAG_ARCHIVE_PATH, TAG_REFERENCE, TAG_RUN_ID
 from .errors import ArchiveError
 from .models import RunRecord, RunStatus
 from .project import SNAPSHOT_SUFFIX, Project
@@ -105,9 +106,9 @@ def _lineage(project: Project) -> tuple[dict[str, str], set[Path]]:
     # a registry that cannot be read raises: nothing is removed without knowing what versions point to
     for version in project.registry().versions():
         tags = version.tags
-        if tags.get("ct.run_id"):
-            named[tags["ct.run_id"]] = f"produced registry version {version.version}"
-        for key in ("ct.archive_path", "ct.reference"):
+        if tags.get(TAG_RUN_ID):
+            named[tags[TAG_RUN_ID]] = f"produced registry version {version.version}"
+        for key in (TAG_ARCHIVE_PATH, TAG_REFERENCE):
             if tags.get(key):
                 paths.add((project.root / tags[key]).resolve())
     return named, paths

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .archive import Archive
+from .contracts import Ingest, Validate
 from .errors import CTError
 from .models import RunRecord, RunStatus
 
@@ -19,7 +20,7 @@ def quarantined_batches(record: RunRecord) -> list[dict[str, Any]]:
     """The batches a run's data gate kept out (each ``{"batch", "moved_to", "violations", ...}``)."""
     found: list[dict[str, Any]] = []
     for stage in record.stages:
-        items = (stage.outputs or {}).get("quarantined")
+        items = (stage.outputs or {}).get(Ingest.quarantined)
         if isinstance(items, list):
             found += [item for item in items if isinstance(item, dict) and item.get("batch")]
     return found
@@ -31,7 +32,7 @@ def describe_run(record: RunRecord) -> dict[str, Any]:
     text = status
     if record.status == RunStatus.BLOCKED:
         stage = next((s for s in record.stages if s.name == record.failed_stage), None)
-        violations = [str(v) for v in ((stage.outputs or {}).get("violations") or [])] if stage else []
+        violations = [str(v) for v in ((stage.outputs or {}).get(Validate.violations) or [])] if stage else []
         why = violations[0] + (f" (+{len(violations) - 1} more)" if len(violations) > 1 else "") if violations \
             else _first_line(record.error) or "data gate"
         text = f"blocked at {record.failed_stage or '?'}: {why}"

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 from .archive import atomic_write_bytes, atomic_write_json, is_disk_full, new_run_id
 from .background import BackgroundWork, worker_pool
 from .config import StageConfig
+from .contracts import Ingest, Register, Train
 from .deployment import git_commit, version_of
 from .errors import NoSpace, ParameterError, ResumeError, RunInProgress, StageFailed
 from .executors import Executor, LocalExecutor, StageJob
@@ -53,6 +54,12 @@ class RunEvent:
 
 
 EventCallback = Callable[[RunEvent], None]
+
+
+def _role(stage: StageConfig) -> str | None:
+    """The role a stage's record and context carry: configured, or its name when that is a role."""
+    role = stage.resolved_role
+    return None if role is None else str(role)
 
 
 def _sha256(path: Path) -> str:
@@ -220,7 +227,8 @@ class Runner:
                 reason=reason,
                 decision=decision,
                 parameters=plan,
-                stages=[StageRecord(name=s.name, notebook=s.notebook, parameters=plan[s.name]) for s in config.stages],
+                stages=[StageRecord(name=s.name, notebook=s.notebook, parameters=plan[s.name], role=_role(s))
+                        for s in config.stages],
                 lineage=self._lineage(),
             )
             record.pid, record.host, record.pid_started_at = this_process()
@@ -257,7 +265,8 @@ class Runner:
                 if rel and (run_dir / rel).exists():
                     attempt_dir.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(run_dir / rel), str(attempt_dir / Path(rel).name))
-            record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters)
+            record.stages[position] = StageRecord(name=old.name, notebook=old.notebook, parameters=old.parameters,
+                                                  role=_role(config.stages[position]))
         self._prepare(config.stages, start)
         with self._pipeline_lock(record.pipeline) as owner, self._reserve(record.run_id) as reserved:
             self._write_owner(owner, record.run_id)
@@ -413,6 +422,7 @@ class Runner:
             "run_id": record.run_id,
             "pipeline": record.pipeline,
             "stage": stage.name,
+            "role": _role(stage),
             "trigger": record.trigger,
             "reason": record.reason,
             "upstream": record.outputs(),
@@ -446,10 +456,10 @@ class Runner:
         if not output.exists():
             stage_record.executed_notebook = None
         background.after_stage(stage_record, output)
-        if isinstance(outputs.get("mlflow_run_id"), str):
-            record.mlflow_run_ids.append(outputs["mlflow_run_id"])
-        if isinstance(outputs.get("data_fingerprint"), str):
-            record.lineage.setdefault("data_fingerprints", {})[stage.name] = outputs["data_fingerprint"]
+        if isinstance(outputs.get(Train.mlflow_run_id), str):
+            record.mlflow_run_ids.append(outputs[Train.mlflow_run_id])
+        if isinstance(outputs.get(Ingest.data_fingerprint), str):
+            record.lineage.setdefault("data_fingerprints", {})[stage.name] = outputs[Ingest.data_fingerprint]
         record.lineage.setdefault("notebooks", {})[stage.name] = stage_record.notebook_sha256
         self._emit(RunEvent("stage_finished", record.run_id, record.pipeline, stage.name, index + 1, len(stages),
                             status=str(result.status)))
@@ -481,7 +491,7 @@ class Runner:
                 record.outcome_detail = {"reason": "blocked by the data gate", "stage": record.failed_stage}
             return
         for stage in reversed(record.stages):
-            outcome = stage.outputs.get("outcome")
+            outcome = stage.outputs.get(Register.outcome)
             if isinstance(outcome, dict) and outcome.get("decision") in {o.value for o in Outcome}:
                 record.outcome = Outcome(outcome["decision"])
                 record.outcome_detail = outcome

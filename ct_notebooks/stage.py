@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .archive import atomic_write_json
+from .contracts import SCHEMAS, Role, stage_role
 from .errors import DataGateBlocked, ParameterError, StageOutputMissing
 from .models import RunStatus
 from .project import Project
@@ -78,6 +79,8 @@ class StageContext:
     #: what started the run (manual, schedule, new_data, drift, performance) and why; manual by hand
     trigger: str = "manual"
     reason: str = ""
+    #: the stage's role: what it records is checked against that role's output schema; None: not checked
+    role: Role | None = None
     _recorded: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -102,12 +105,21 @@ class StageContext:
         return target
 
     def record(self, **outputs: Any) -> None:
-        """Record JSON-safe outputs (paths in the run folder become relative) for later stages."""
+        """Record JSON-safe outputs (paths in the run folder become relative) for later stages.
+
+        A key of the stage role's output schema must have its JSON type there; other keys are free.
+        """
+        schema = SCHEMAS[self.role] if self.role is not None else None
+        checked: dict[str, Any] = {}
         for key, value in outputs.items():
             if isinstance(value, Path):
                 value = self._relative(value)
             check_json_value(value, f"output {key!r}")
-            self._recorded[key] = value
+            problem = schema.mismatch(key, value) if schema is not None else None
+            if problem:
+                raise ParameterError(f"stage {self.stage!r} (role {self.role}) recorded output {key!r}: {problem}")
+            checked[key] = value
+        self._recorded.update(checked)
         atomic_write_json(self.outputs_file, self._recorded)
 
     @property
@@ -195,10 +207,13 @@ def context(ct_context: dict[str, Any] | None = None, *, stage: str, pipeline: s
             name: {**values, "__run_dir__": str(run_dir)}
             for name, values in dict(ct_context.get("upstream", {})).items()
         }
+        name = ct_context.get("stage", stage)
+        role = ct_context["role"] if "role" in ct_context else stage_role(name)
         return StageContext(
             project=project,
             pipeline=ct_context["pipeline"],
-            stage=ct_context.get("stage", stage),
+            stage=name,
+            role=None if role is None else Role(role),
             run_dir=run_dir,
             run_id=ct_context.get("run_id"),
             upstream=upstream,
@@ -213,10 +228,13 @@ def context(ct_context: dict[str, Any] | None = None, *, stage: str, pipeline: s
         )
     run_dir = project.state_dir / SCRATCH_DIR / pipeline
     run_dir.mkdir(parents=True, exist_ok=True)
+    configured = project.config.pipelines.get(pipeline)
+    match = [s for s in configured.stages if s.name == stage] if configured is not None else []
     return StageContext(
         project=project,
         pipeline=pipeline,
         stage=stage,
+        role=match[0].resolved_role if match else stage_role(stage),
         run_dir=run_dir,
         upstream=_interactive_upstream(project, pipeline, run_dir),
         interactive=True,

@@ -19,11 +19,10 @@ import numpy as np
 import pandas as pd
 
 from .config import TrainingConfig
+from .contracts import TAG_DATA_TIME_MAX, TAG_REFERENCE
 from .datasets import check_window, describe_window, read_snapshot
 from .errors import DataError, ParameterError
 
-#: version tag: ISO time of the newest row the registered model was fitted on
-TAG_DATA_TIME_MAX = "ct.data_time_max"
 #: where a refit run keeps the model its gate evaluated (fitted without the holdout), inside the run folder
 GATE_MODEL_FILE = "models/gate-model.pkl"
 #: the ingest parameter through which a change trigger says when the change began
@@ -190,7 +189,7 @@ def seen_until(tags: Mapping[str, str], root: Path, time_column: str) -> pd.Time
     value = tags.get(TAG_DATA_TIME_MAX)
     if value:
         return pd.Timestamp(value)
-    reference = tags.get("ct.reference")
+    reference = tags.get(TAG_REFERENCE)
     if reference and (root / reference).is_file():
         frame = read_snapshot(root / reference)
         if time_column in frame.columns and len(frame):

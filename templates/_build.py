@@ -490,7 +490,7 @@ TRAIN = [
         import pandas as pd
         from threadpoolctl import threadpool_limits
 
-        from ct_notebooks import datasets, evaluation, modeling, training
+        from ct_notebooks import contracts, datasets, evaluation, modeling, training
 
         target = config.data.target
         time_column = config.data.time_column
@@ -580,14 +580,14 @@ TRAIN = [
         root = ctx.project.root
         split_time = ctx.get("ingest", "split_time")
         tags = {
-            "ct.data_fingerprint": ctx.get("ingest", "data_fingerprint"),
-            "ct.reference": train_path.relative_to(root).as_posix(),
-            "ct.archive_path": ctx.run_dir.resolve().relative_to(root).as_posix(),
-            training.TAG_DATA_TIME_MAX: fit_rows[time_column].max().isoformat(),
-            "ct.trigger": plan.trigger,
-            "ct.training_window": datasets.describe_window(plan.window),
-            "ct.refit": "true" if plan.refit else "false",
-            "ct.gate_evaluated": (
+            contracts.TAG_DATA_FINGERPRINT: ctx.get("ingest", "data_fingerprint"),
+            contracts.TAG_REFERENCE: train_path.relative_to(root).as_posix(),
+            contracts.TAG_ARCHIVE_PATH: ctx.run_dir.resolve().relative_to(root).as_posix(),
+            contracts.TAG_DATA_TIME_MAX: fit_rows[time_column].max().isoformat(),
+            contracts.TAG_TRIGGER: plan.trigger,
+            contracts.TAG_TRAINING_WINDOW: datasets.describe_window(plan.window),
+            contracts.TAG_REFIT: contracts.TAG_TRUE if plan.refit else contracts.TAG_FALSE,
+            contracts.TAG_GATE_EVALUATED: (
                 f"a model fitted on the {len(labelled)} training rows before {split_time} (holdout excluded); "
                 f"this version is its refit on {len(fit_rows)} rows, holdout included"
                 if plan.refit else f"this version, fitted on the {len(labelled)} training rows before {split_time}"
@@ -595,13 +595,13 @@ TRAIN = [
                  if weighting is not None else ""),
         }
         if plan.refit:
-            tags["ct.holdout_reference"] = holdout_path.relative_to(root).as_posix()
+            tags[contracts.TAG_HOLDOUT_REFERENCE] = holdout_path.relative_to(root).as_posix()
         if weighting is not None:
-            tags["ct.recent_share"] = repr(plan.recent_share)
+            tags[contracts.TAG_RECENT_SHARE] = repr(plan.recent_share)
         if ctx.run_id:
-            tags["ct.run_id"] = ctx.run_id
+            tags[contracts.TAG_RUN_ID] = ctx.run_id
         else:
-            tags["ct.interactive"] = "true"
+            tags[contracts.TAG_INTERACTIVE] = contracts.TAG_TRUE
         params = {**modeling.training_params(config, model), "rows_train": len(X), "n_features": len(features)}
         logged_metrics = {f"train_{k}": v for k, v in train_metrics.items() if v is not None}
         info = registry.log_and_register(
@@ -843,6 +843,7 @@ REGISTER = [
         import pandas as pd
         from IPython.display import display
 
+        from ct_notebooks import contracts
         from ct_notebooks.errors import StaleGateDecision
 
         registry = ctx.registry()
@@ -864,19 +865,19 @@ REGISTER = [
     """),
     code("""
         metric_tags = {
-            f"ct.metric.{name}": repr(float(value))
+            contracts.metric_tag(name): repr(float(value))
             for name, value in (values.get("contender") or {}).items()
             if value is not None
         }
         tags = {
             **metric_tags,
-            "ct.data_fingerprint": str(ctx.get("ingest", "data_fingerprint", "")),
-            "ct.archive_path": ctx.run_dir.resolve().relative_to(ctx.project.root).as_posix(),
-            "ct.gate": "passed" if blessed else "rejected",
-            "ct.gate_reason": rule,
+            contracts.TAG_DATA_FINGERPRINT: str(ctx.get("ingest", "data_fingerprint", "")),
+            contracts.TAG_ARCHIVE_PATH: ctx.run_dir.resolve().relative_to(ctx.project.root).as_posix(),
+            contracts.TAG_GATE: contracts.GATE_PASSED if blessed else contracts.GATE_REJECTED,
+            contracts.TAG_GATE_REASON: rule,
         }
         if ctx.run_id:
-            tags["ct.run_id"] = ctx.run_id
+            tags[contracts.TAG_RUN_ID] = ctx.run_id
     """),
     code("""
         # NBVAL_CHECK_OUTPUT
@@ -1116,7 +1117,7 @@ DRIFT = [
 
         import json
 
-        from ct_notebooks import datasets, drift, modeling
+        from ct_notebooks import contracts, datasets, drift, modeling
         from ct_notebooks.archive import atomic_write_json
         from ct_notebooks.errors import CTError
 
@@ -1130,7 +1131,7 @@ DRIFT = [
         registry = ctx.registry()
         version = int(ctx.get("score", "champion_version"))
         champion = registry.version(version)
-        reference_tag = champion.tags.get("ct.reference")
+        reference_tag = champion.tags.get(contracts.TAG_REFERENCE)
         if not reference_tag:
             raise CTError(f"champion version {version} has no ct.reference tag: drift needs the training snapshot "
                           "it was trained on (train it with the train pipeline)")
@@ -1273,7 +1274,7 @@ PERFORMANCE = [
         import pandas as pd
         from IPython.display import display
 
-        from ct_notebooks import datasets, evaluation
+        from ct_notebooks import contracts, datasets, evaluation
 
         task = config.model.task
         primary = config.model.primary_metric
@@ -1311,7 +1312,7 @@ PERFORMANCE = [
             info = ctx.registry().version(int(ctx.get("score", "champion_version")))
             champion_metrics = {}
             for name in metric_names:
-                tag = info.tags.get(f"ct.metric.{name}")
+                tag = info.tags.get(contracts.metric_tag(name))
                 value = float(tag) if tag is not None else info.metrics.get(name)
                 champion_metrics[name] = evaluation.json_number(value)
             if metrics[primary] is not None and champion_metrics[primary] is not None:

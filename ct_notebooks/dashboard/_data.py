@@ -7,6 +7,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..archive import Archive
+from ..contracts import (
+    TAG_GATE,
+    TAG_RUN_ID,
+    Drift,
+    Evaluate,
+    Performance,
+    Role,
+    Score,
+    metric_tag,
+    outputs_of,
+    stage_role,
+)
 from ..models import RunRecord
 
 if TYPE_CHECKING:
@@ -55,13 +67,6 @@ class RunRow:
                    f"{done}/{len(record.stages)}")
 
 
-def stage_outputs(record: RunRecord, stage: str) -> dict[str, Any]:
-    for s in record.stages:
-        if s.name == stage:
-            return dict(s.outputs)
-    return {}
-
-
 @dataclass
 class MetricPoint:
     """The primary metric at one moment: a champion's holdout value or a monitored batch."""
@@ -79,25 +84,25 @@ def metric_history(records: list[RunRecord], primary: str) -> list[MetricPoint]:
     """Primary metric per train run (contender on its holdout) and per monitored batch, oldest first."""
     points: list[MetricPoint] = []
     for record in sorted(records, key=lambda r: r.run_id):
-        if record.pipeline == "train" or any(s.name == "evaluate" for s in record.stages):
-            evaluate = stage_outputs(record, "evaluate")
-            value = _finite((evaluate.get("contender_metrics") or {}).get(primary))
+        if record.pipeline == "train" or any(stage_role(s.name, s.role) == Role.EVALUATE for s in record.stages):
+            evaluate = outputs_of(record, Role.EVALUATE)
+            value = _finite((evaluate.get(Evaluate.contender_metrics) or {}).get(primary))
             if value is None:
                 continue
-            version = evaluate.get("contender_version")
+            version = evaluate.get(Evaluate.contender_version)
             points.append(MetricPoint("holdout", record.run_id, record.created_at, value,
                                       f"v{version} ({record.outcome})", version if isinstance(version, int) else None,
-                                      _finite((evaluate.get("champion_metrics") or {}).get(primary))))
+                                      _finite((evaluate.get(Evaluate.champion_metrics) or {}).get(primary))))
         else:
-            performance = stage_outputs(record, "performance")
-            value = _finite((performance.get("metrics") or {}).get(primary))
+            performance = outputs_of(record, Role.PERFORMANCE)
+            value = _finite((performance.get(Performance.metrics) or {}).get(primary))
             if value is None:
                 continue
-            champion = stage_outputs(record, "score").get("champion_version")
+            champion = outputs_of(record, Role.SCORE).get(Score.champion_version)
             points.append(MetricPoint("batch", record.run_id, record.created_at, value,
-                                      str(performance.get("batch") or record.run_id),
+                                      str(performance.get(Performance.batch) or record.run_id),
                                       champion if isinstance(champion, int) else None,
-                                      _finite((performance.get("champion_metrics") or {}).get(primary))))
+                                      _finite((performance.get(Performance.champion_metrics) or {}).get(primary))))
     return points
 
 
@@ -119,19 +124,20 @@ def drift_matrix(records: list[RunRecord]) -> DriftMatrix:
     matrix = DriftMatrix()
     columns: list[dict[str, dict[str, Any]]] = []
     for record in sorted(records, key=lambda r: r.run_id):
-        drift = stage_outputs(record, "drift")
-        if not isinstance(drift.get("columns"), list):
+        drift = outputs_of(record, Role.DRIFT)
+        if not isinstance(drift.get(Drift.columns), list):
             continue
-        per = {str(c.get("column")): c for c in drift["columns"] if isinstance(c, dict)}
+        per = {str(c.get("column")): c for c in drift[Drift.columns] if isinstance(c, dict)}
         for name in per:
             if name not in matrix.features:
                 matrix.features.append(name)
         columns.append(per)
-        batch = stage_outputs(record, "score").get("batch") or stage_outputs(record, "performance").get("batch")
+        batch = outputs_of(record, Role.SCORE).get(Score.batch) or outputs_of(record, Role.PERFORMANCE).get(
+            Performance.batch)
         matrix.batches.append(str(batch or record.run_id))
         matrix.run_ids.append(record.run_id)
-        matrix.drift_share.append(_finite(drift.get("drift_share")))
-        report = drift.get("report_html")
+        matrix.drift_share.append(_finite(drift.get(Drift.drift_share)))
+        report = drift.get(Drift.report_html)
         matrix.reports.append(str(report) if isinstance(report, str) else None)
     for feature in matrix.features:
         row: list[float | None] = []
@@ -168,13 +174,13 @@ class Comparison:
 
 def comparison(record: RunRecord, primary: str) -> Comparison | None:
     """The model gate's comparison recorded by the evaluate stage of ``record``; None if it never ran."""
-    evaluate = stage_outputs(record, "evaluate")
-    gate = evaluate.get("gate")
+    evaluate = outputs_of(record, Role.EVALUATE)
+    gate = evaluate.get(Evaluate.gate)
     if not isinstance(gate, dict):
         return None
     values = gate.get("values") or {}
-    contender = evaluate.get("contender_metrics") or values.get("contender") or {}
-    champion = evaluate.get("champion_metrics") or values.get("champion") or {}
+    contender = evaluate.get(Evaluate.contender_metrics) or values.get("contender") or {}
+    champion = evaluate.get(Evaluate.champion_metrics) or values.get("champion") or {}
     names = [primary, *[m for m in contender if m != primary]]
     rows = []
     for name in names:
@@ -186,8 +192,8 @@ def comparison(record: RunRecord, primary: str) -> Comparison | None:
         run_id=record.run_id,
         passed=gate.get("passed") if isinstance(gate.get("passed"), bool) else None,
         rule=str(gate.get("rule", "")),
-        contender_version=evaluate.get("contender_version"),
-        champion_version=evaluate.get("champion_version"),
+        contender_version=evaluate.get(Evaluate.contender_version),
+        champion_version=evaluate.get(Evaluate.champion_version),
         primary_metric=primary,
         rows=rows,
         interval=(low, high) if low is not None and high is not None else None,
@@ -209,10 +215,10 @@ class VersionRow:
 
     @classmethod
     def of(cls, info: ModelVersionInfo, primary: str) -> VersionRow:
-        raw = info.tags.get(f"ct.metric.{primary}")
+        raw = info.tags.get(metric_tag(primary))
         metric = info.metrics.get(primary) if raw in (None, "") else _to_float(raw)
-        return cls(info.version, ",".join(info.aliases), _finite(metric), info.tags.get("ct.gate", "-"),
-                   info.tags.get("ct.run_id", "-"), info.created_at)
+        return cls(info.version, ",".join(info.aliases), _finite(metric), info.tags.get(TAG_GATE, "-"),
+                   info.tags.get(TAG_RUN_ID, "-"), info.created_at)
 
 
 def _to_float(text: str | None) -> float | None:

@@ -21,6 +21,7 @@ from filelock import FileLock, Timeout
 
 from ..archive import PIPELINE_PATTERN, RUN_FILE, Archive, atomic_write_json, check_run_id, new_run_id
 from ..config import CONFIG_FILE
+from ..contracts import TAG_GATE, TAG_GATE_REASON, TAG_METRIC_PREFIX, TAG_RUN_ID, Drift, Role, Score, outputs_of
 from ..errors import (
     ApiError,
     CTError,
@@ -530,9 +531,9 @@ class Services:
             data.pop("source", None)
             # the gate's holdout metrics are tags ("ct.metric.roc_auc"); the MLflow run only logged train_*
             data["metrics"] = {**data.get("metrics", {}), **_tag_metrics(v.tags)}
-            data["gate"] = v.tags.get("ct.gate")
-            data["gate_reason"] = v.tags.get("ct.gate_reason")
-            data["ct_run_id"] = v.tags.get("ct.run_id")
+            data["gate"] = v.tags.get(TAG_GATE)
+            data["gate_reason"] = v.tags.get(TAG_GATE_REASON)
+            data["ct_run_id"] = v.tags.get(TAG_RUN_ID)
             for alias in v.aliases:
                 aliases[alias] = v.version
             out.append(self._scrub_value(data))
@@ -588,7 +589,8 @@ class Services:
         if not 1 <= limit <= MAX_PAGE:
             raise bad_request(f"limit must be 1..{MAX_PAGE}")
         project = self.project()
-        pipelines = [name for name, p in project.config.pipelines.items() if any(s.name == "drift" for s in p.stages)]
+        pipelines = [name for name, p in project.config.pipelines.items()
+                     if any(s.resolved_role == Role.DRIFT for s in p.stages)]
         archive = self.archive()
         batches = []
         latest: dict[str, Any] | None = None
@@ -597,27 +599,26 @@ class Services:
             records.extend(archive.list(pipeline=name, limit=limit))
         records.sort(key=lambda r: r.run_id, reverse=True)
         for record in records[:limit]:
-            outputs = record.outputs()
-            drift = outputs.get("drift")
-            if not drift or not isinstance(drift.get("drift_share"), int | float):
+            drift = outputs_of(record, Role.DRIFT)
+            if not drift or not isinstance(drift.get(Drift.drift_share), int | float):
                 continue
-            report = drift.get("report_html")
-            prediction = drift.get("prediction_drift") or {}
+            report = drift.get(Drift.report_html)
+            prediction = drift.get(Drift.prediction_drift) or {}
             item = {
                 "run_id": record.run_id,
                 "created_at": record.created_at,
                 "status": str(record.status),
-                "batch": outputs.get("score", {}).get("batch"),
-                "drift_share": drift["drift_share"],
-                "dataset_drift": bool(drift.get("dataset_drift")),
-                "share_threshold": drift.get("share_threshold"),
-                "drifted_columns": drift.get("drifted_columns") or [],
+                "batch": outputs_of(record, Role.SCORE).get(Score.batch),
+                "drift_share": drift[Drift.drift_share],
+                "dataset_drift": bool(drift.get(Drift.dataset_drift)),
+                "share_threshold": drift.get(Drift.share_threshold),
+                "drifted_columns": drift.get(Drift.drifted_columns) or [],
                 "prediction_drift": prediction.get("drifted") if isinstance(prediction, dict) else None,
                 "report": report if isinstance(report, str) else None,
             }
             batches.append(self._scrub_value(item))
             if latest is None:
-                latest = {**item, "columns": self._scrub_value(drift.get("columns") or [])}
+                latest = {**item, "columns": self._scrub_value(drift.get(Drift.columns) or [])}
         batches.reverse()
         return {"batches": batches, "latest": latest}
 
@@ -710,12 +711,12 @@ def _tag_metrics(tags: dict[str, str]) -> dict[str, float | None]:
     """``ct.metric.<name>`` tags as numbers (null where not a finite number)."""
     out: dict[str, float | None] = {}
     for key, raw in tags.items():
-        if key.startswith("ct.metric.") and len(key) > len("ct.metric."):
+        if key.startswith(TAG_METRIC_PREFIX) and len(key) > len(TAG_METRIC_PREFIX):
             try:
                 number = float(raw)
             except (TypeError, ValueError):
                 number = math.nan
-            out[key[len("ct.metric."):]] = number if math.isfinite(number) else None
+            out[key[len(TAG_METRIC_PREFIX):]] = number if math.isfinite(number) else None
     return out
 
 
