@@ -3,19 +3,9 @@
  */
 import type { ICosts } from '../src/api';
 import { CostSection, renderCosts } from '../src/sections/cost';
-import type { IPanelContext } from '../src/sections/section';
+import { panelContext as context } from './context';
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
-
-const context = (): IPanelContext => ({
-  client: {} as IPanelContext['client'],
-  actions: { openNotebook: () => undefined, openReport: () => undefined },
-  act: async () => undefined,
-  confirm: async () => true,
-  showError: () => undefined,
-  refreshRuns: () => undefined,
-  expandRun: () => undefined
-});
 
 function costs(overrides: Partial<ICosts> = {}): ICosts {
   return {

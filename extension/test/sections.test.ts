@@ -1,29 +1,13 @@
 /**
  * @jest-environment jsdom
  */
-import type { ApiClient, IModels, IProject } from '../src/api';
+import type { IModels, IProject } from '../src/api';
 import { ModelsSection } from '../src/sections/models';
 import { RunFormSection } from '../src/sections/runForm';
 import { RunsSection } from '../src/sections/runs';
-import type { IPanelContext } from '../src/sections/section';
+import { panelContext as context } from './context';
 
 const EVIL = '<img src=x onerror="window.__pwned=1">';
-
-function context(client: Partial<ApiClient> = {}): IPanelContext & { expanded: string[] } {
-  const expanded: string[] = [];
-  return {
-    client: client as ApiClient,
-    actions: { openNotebook: () => undefined, openReport: () => undefined },
-    act: async action => {
-      await action();
-    },
-    confirm: async () => true,
-    showError: () => undefined,
-    refreshRuns: () => undefined,
-    expandRun: runId => expanded.push(runId),
-    expanded
-  };
-}
 
 function pipelines(extra: { name: string; default: string | null }[] = []): NonNullable<IProject['pipelines']> {
   const param = (name: string, def: string | null, type = 'None') => ({

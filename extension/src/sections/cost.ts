@@ -1,7 +1,7 @@
 /** Cost: runs, CPU time, archive bytes and money per pipeline and trigger kind, and each pipeline's last day. */
 
 import type { ICostEntry, ICosts } from '../api';
-import { el, message } from '../dom';
+import { el } from '../dom';
 import { IPanelContext, Section } from './section';
 
 function money(value: number | null | undefined): string {
@@ -87,10 +87,10 @@ export class CostSection extends Section {
   }
 
   render(result: PromiseSettledResult<ICosts>): void {
-    if (result.status === 'rejected') {
-      this.body.replaceChildren(el('p', { class: 'ct-error' }, `Costs unavailable: ${message(result.reason)}`));
+    const costs = this.settled(result, 'Costs unavailable: ');
+    if (costs === null) {
       return;
     }
-    this.body.replaceChildren(...renderCosts(result.value));
+    this.body.replaceChildren(...renderCosts(costs));
   }
 }

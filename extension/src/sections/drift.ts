@@ -1,7 +1,7 @@
 /** Drift: drift share per monitored batch (chart and table, with reports) and the latest batch's features. */
 
 import type { IDrift } from '../api';
-import { button, el, message } from '../dom';
+import { button, el } from '../dom';
 import { formatMetric, formatShare, sparkline } from '../model';
 import { IPanelContext, Section } from './section';
 
@@ -13,12 +13,11 @@ export class DriftSection extends Section {
   }
 
   render(result: PromiseSettledResult<IDrift>): void {
-    const body = this.body;
-    if (result.status === 'rejected') {
-      body.replaceChildren(el('p', { class: 'ct-error' }, message(result.reason)));
+    const drift = this.settled(result);
+    if (drift === null) {
       return;
     }
-    const drift = result.value;
+    const body = this.body;
     if (drift.batches.length === 0) {
       body.replaceChildren(el('p', { class: 'ct-empty' }, 'No monitored batches yet.'));
       return;

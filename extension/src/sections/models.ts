@@ -1,7 +1,7 @@
 /** Models: registered versions with the primary metric and gate verdict, promote / roll back, alias audit. */
 
 import type { IModels } from '../api';
-import { button, el, message } from '../dom';
+import { button, el } from '../dom';
 import { formatMetric, versionMetric } from '../model';
 import { Section, IPanelContext } from './section';
 
@@ -11,12 +11,11 @@ export class ModelsSection extends Section {
   }
 
   render(result: PromiseSettledResult<IModels>): void {
-    const body = this.body;
-    if (result.status === 'rejected') {
-      body.replaceChildren(el('p', { class: 'ct-error' }, `Registry unavailable: ${message(result.reason)}`));
+    const models = this.settled(result, 'Registry unavailable: ');
+    if (models === null) {
       return;
     }
-    const models = result.value;
+    const body = this.body;
     if (models.versions.length === 0) {
       body.replaceChildren(el('p', { class: 'ct-empty' }, `No versions of ${models.model} yet.`));
       return;

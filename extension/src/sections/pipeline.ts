@@ -1,7 +1,7 @@
 /** Pipeline: the working copy's pipeline version, the deployed one, whether they differ, the newest checks. */
 
 import type { IPipelineCheck, IPipelineTrack } from '../api';
-import { el, message } from '../dom';
+import { el } from '../dom';
 import { formatDuration } from '../model';
 import { IPanelContext, Section } from './section';
 
@@ -97,12 +97,10 @@ export class PipelineSection extends Section {
   }
 
   render(result: PromiseSettledResult<IPipelineTrack>): void {
-    if (result.status === 'rejected') {
-      this.body.replaceChildren(
-        el('p', { class: 'ct-error' }, `Pipeline track unavailable: ${message(result.reason)}`)
-      );
+    const track = this.settled(result, 'Pipeline track unavailable: ');
+    if (track === null) {
       return;
     }
-    this.body.replaceChildren(...renderPipelineTrack(result.value));
+    this.body.replaceChildren(...renderPipelineTrack(track));
   }
 }

@@ -1,7 +1,7 @@
 /** Schedule: the daemon (start / stop), configured triggers, next fire times and recent decisions. */
 
 import type { ITriggers } from '../api';
-import { button, el, message } from '../dom';
+import { button, el } from '../dom';
 import { decisionText } from '../model';
 import { IPanelContext, Section } from './section';
 
@@ -11,13 +11,12 @@ export class ScheduleSection extends Section {
   }
 
   render(result: PromiseSettledResult<ITriggers>): void {
-    const body = this.body;
-    if (result.status === 'rejected') {
-      body.replaceChildren(el('p', { class: 'ct-error' }, message(result.reason)));
+    const t = this.settled(result);
+    if (t === null) {
       return;
     }
+    const body = this.body;
     const client = this.ctx.client;
-    const t = result.value;
     const daemon = t.daemon;
     const status = el(
       'div',

@@ -3,7 +3,7 @@
 import { Widget } from '@lumino/widgets';
 
 import type { ApiClient } from '../api';
-import { el } from '../dom';
+import { el, message } from '../dom';
 
 export interface IPanelActions {
   openNotebook(path: string): void;
@@ -39,5 +39,14 @@ export class Section extends Widget {
       node: el('details', { class: `ct-section ct-section-${sectionId}`, open: '' }, el('summary', {}, title), body)
     });
     this.body = body;
+  }
+
+  /** The value of a settled request; on failure, the error (after ``prefix``) in the body and null. */
+  protected settled<T>(result: PromiseSettledResult<T>, prefix = ''): T | null {
+    if (result.status === 'fulfilled') {
+      return result.value;
+    }
+    this.body.replaceChildren(el('p', { class: 'ct-error' }, `${prefix}${message(result.reason)}`));
+    return null;
   }
 }
