@@ -26,12 +26,19 @@ from ct_notebooks.project import Project
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
+#: a stage cell's lines that leave the kernel's pid in the run folder, whole or not at all for a reader
+WRITE_KERNEL_PID = (
+    "pid_file = pathlib.Path(ctx.run_dir, 'kernel.pid.tmp')\n"
+    "pid_file.write_text(str(os.getpid()))\n"
+    "pid_file.replace(pid_file.with_suffix(''))\n"
+)
+
 # monitor: the real fast drift check against data/reference.csv, and accuracy of a 'pred' column
 MONITOR_CELLS = [
     "ct_context = {}\nbatch = None\nseconds = 0.0",
     "from ct_notebooks import stage, drift\nimport pandas as pd, time, os, pathlib\n"
     "ctx = stage.context(ct_context, stage='monitor')\n"
-    "pathlib.Path(ctx.run_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+    + WRITE_KERNEL_PID +
     "time.sleep(seconds)",
     "cur = pd.read_csv(ctx.project.incoming_dir / batch)\n"
     "ref = pd.read_csv(ctx.project.root / 'data' / 'reference.csv')\n"
@@ -48,7 +55,7 @@ MONITOR_CELLS = [
 TRAIN_CELLS = [
     "ct_context = {}\nseconds = 0.0",
     "from ct_notebooks import stage\nimport os, time, pathlib\nctx = stage.context(ct_context, stage='train')\n"
-    "pathlib.Path(ctx.run_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+    + WRITE_KERNEL_PID +
     "with open(ctx.project.root / 'train-executions.txt', 'a') as f:\n    f.write(ctx.run_id + '\\n')\n"
     "time.sleep(seconds)\nctx.record(slept=seconds)",
 ]
