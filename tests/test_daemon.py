@@ -230,8 +230,10 @@ def test_restart_after_daemon_and_worker_died_reaps_the_orphan(tmp_path: Path, r
     project = make_daemon_project(tmp_path / "p", rules={"shift": {"kind": "drift", "share": 0.5}},
                                   daemon={"retries": retries}, train_seconds=4)
     daemon, record = _start_slow_train(project)
-    kernel = int((project.runs_dir / "train" / record.run_id / "kernel.pid").read_text())  # type: ignore
-    daemon.kill9()
+    try:
+        kernel = int((project.runs_dir / "train" / record.run_id / "kernel.pid").read_text())  # type: ignore
+    finally:
+        daemon.kill9()  # also when the read fails: a failed test leaves no daemon behind
     os.kill(record.pid, signal.SIGKILL)  # type: ignore[attr-defined]
     # the orphaned kernel notices its parent is gone and exits by itself
     wait_for(lambda: not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == psutil.STATUS_ZOMBIE,
